@@ -1,0 +1,452 @@
+package bridge
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+)
+
+// Contract constants (event contract v1). A change that breaks consumers gets
+// a new DataSchemaURI and a new schema file.
+const (
+	SpecVersion         = "1.0"
+	TypePrefix          = "io.jobbridge."
+	DataSchemaURI       = "urn:jobbridge:schema:job-event:v1"
+	StructuredMediaType = "application/cloudevents+json"
+	DataMediaType       = "application/json"
+
+	// Extension attribute names (CloudEvents: ^[a-z0-9]{1,20}$).
+	ExtSequence     = "sequence"
+	ExtVendor       = "jobvendor"
+	ExtInstance     = "jobinstance"
+	ExtState        = "jobstate"
+	ExtPartitionKey = "partitionkey"
+
+	// NATS headers the bridge sets besides the CloudEvents ones. They let a
+	// restarted bridge rebuild its tracker from the stream without parsing
+	// the body.
+	HeaderSequence    = "Jobbridge-Sequence"
+	HeaderFingerprint = "Jobbridge-Fingerprint"
+	HeaderKind        = "Jobbridge-Kind"
+)
+
+// WireMode selects how an event is laid out in a NATS message.
+type WireMode string
+
+// Wire modes. Structured is the only mode the CloudEvents 1.0.2 NATS binding
+// defines; binary follows the binding's unreleased draft (ce- headers,
+// percent-encoded values).
+const (
+	WireStructured WireMode = "structured"
+	WireBinary     WireMode = "binary"
+)
+
+// EventType returns the CloudEvents type for an event kind and target state.
+func EventType(kind EventKind, task bool, state State) string {
+	entity := "job."
+	if task {
+		entity = "task."
+	}
+	if kind == KindTransition || kind == "" {
+		return TypePrefix + entity + string(state)
+	}
+	return TypePrefix + entity + string(kind)
+}
+
+// EventTypes lists every type the bridge can emit, for the schema and its test.
+func EventTypes() []string {
+	var out []string
+	for _, ent := range []bool{false, true} {
+		for _, s := range States {
+			out = append(out, EventType(KindTransition, ent, s))
+		}
+		for _, k := range []EventKind{KindProgress, KindVanished, KindStalled, KindDeadlineMissed} {
+			out = append(out, EventType(k, ent, ""))
+		}
+	}
+	return out
+}
+
+// NativeStatus is the vendor's own view, verbatim.
+type NativeStatus struct {
+	Status         string `json:"status"`
+	PreviousStatus string `json:"previousStatus,omitempty"`
+	SubState       string `json:"subState,omitempty"`
+}
+
+// EventData is the data member of every event (schema: schemas/job-event-v1.json).
+type EventData struct {
+	Vendor        string                `json:"vendor"`
+	Instance      string                `json:"instance"`
+	Job           string                `json:"job"`
+	Task          string                `json:"task,omitempty"`
+	Kind          EventKind             `json:"kind"`
+	State         State                 `json:"state"`
+	PreviousState State                 `json:"previousState,omitempty"`
+	Terminal      bool                  `json:"terminal"`
+	Native        NativeStatus          `json:"native"`
+	Outcome       map[string]string     `json:"outcome,omitempty"`
+	RunID         string                `json:"runId,omitempty"`
+	Progress      *Progress             `json:"progress,omitempty"`
+	Times         map[string]VendorTime `json:"times,omitempty"`
+	DetectedAt    time.Time             `json:"detectedAt"`
+	DetectedBy    Detection             `json:"detectedBy"`
+	Sequence      uint64                `json:"sequence"`
+	Labels        map[string]string     `json:"labels,omitempty"`
+	// StalledSince is set on stalled events: the last change seen.
+	StalledSince *time.Time `json:"stalledSince,omitempty"`
+	// Deadline is set on deadline_missed events.
+	Deadline *time.Time `json:"deadline,omitempty"`
+	// Raw is the vendor payload when it is JSON and fits the cap; RawText
+	// holds it otherwise (truncated to the cap, RawTruncated set).
+	Raw          json.RawMessage `json:"raw,omitempty"`
+	RawText      string          `json:"rawText,omitempty"`
+	RawTruncated bool            `json:"rawTruncated,omitempty"`
+	RawBytes     int             `json:"rawBytes,omitempty"`
+}
+
+// Change is a detected change of one job, before it is encoded.
+type Change struct {
+	Kind EventKind
+	Obs  Observation
+	// Previous is what the tracker knew before; zero on the first observation.
+	PreviousState  State
+	PreviousNative string
+	PreviousFP     uint64
+	Fingerprint    uint64
+	ProgressFP     uint64
+	Seq            uint64
+	Labels         map[string]string
+	StalledSince   time.Time
+	Deadline       time.Time
+}
+
+// Event is an encoded CloudEvent ready for JetStream, with what the tracker
+// needs to commit it once acknowledged.
+type Event struct {
+	ID          string
+	Type        string
+	Subject     string
+	Job         JobRef
+	Kind        EventKind
+	State       State
+	Native      string
+	Seq         uint64
+	Fingerprint uint64
+	ProgressFP  uint64
+	Terminal    bool
+	ObservedAt  time.Time
+	Msg         *nats.Msg
+}
+
+// Fingerprint hashes what makes two observations the same state: canonical
+// state, native status and sub-state, run id and outcome fields.
+func Fingerprint(o *Observation) uint64 {
+	h := fnv.New64a()
+	write := func(s string) {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	write(string(o.State))
+	write(o.Native)
+	write(o.SubState)
+	write(o.RunID)
+	if len(o.Outcome) > 0 {
+		keys := make([]string, 0, len(o.Outcome))
+		for k := range o.Outcome {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			write(k)
+			write(o.Outcome[k])
+		}
+	}
+	return h.Sum64()
+}
+
+// ProgressFingerprint hashes the progress part of an observation (0 when none).
+func ProgressFingerprint(p *Progress) uint64 {
+	if p == nil {
+		return 0
+	}
+	h := fnv.New64a()
+	if p.Percent != nil {
+		fmt.Fprintf(h, "p%.3f", *p.Percent)
+	}
+	if p.StepsDone != nil {
+		fmt.Fprintf(h, "d%d", *p.StepsDone)
+	}
+	if p.StepsTotal != nil {
+		fmt.Fprintf(h, "t%d", *p.StepsTotal)
+	}
+	h.Write([]byte(p.Message))
+	s := h.Sum64()
+	if s == 0 {
+		s = 1
+	}
+	return s
+}
+
+var extensionName = regexp.MustCompile(`^[a-z0-9]{1,20}$`)
+
+// EncoderOptions configure event encoding.
+type EncoderOptions struct {
+	Subjects Subjects
+	Mode     WireMode
+	// RawCap caps the raw vendor payload carried in data, in bytes.
+	RawCap int
+}
+
+// Encoder turns Changes into Events. It is safe for concurrent use.
+type Encoder struct {
+	opts EncoderOptions
+}
+
+// NewEncoder checks the options and returns an Encoder.
+func NewEncoder(opts EncoderOptions) (*Encoder, error) {
+	if err := ValidatePrefix(opts.Subjects.Prefix); err != nil {
+		return nil, err
+	}
+	switch opts.Mode {
+	case "":
+		opts.Mode = WireStructured
+	case WireStructured, WireBinary:
+	default:
+		return nil, fmt.Errorf("wire mode %q: use %q or %q", opts.Mode, WireStructured, WireBinary)
+	}
+	if opts.RawCap < 0 {
+		return nil, fmt.Errorf("raw payload cap %d is negative", opts.RawCap)
+	}
+	for _, n := range []string{ExtSequence, ExtVendor, ExtInstance, ExtState, ExtPartitionKey} {
+		if !extensionName.MatchString(n) {
+			return nil, fmt.Errorf("extension name %q breaks the CloudEvents naming rule", n)
+		}
+	}
+	return &Encoder{opts: opts}, nil
+}
+
+// Source is the CloudEvents source of events about one vendor instance.
+func Source(vendor, instance string) string {
+	return "/jobbridge/" + url.PathEscape(vendor) + "/" + url.PathEscape(instance)
+}
+
+// EventID derives the event id from the transition itself: the same change
+// of the same job at the same position in its history always gets the same
+// id, so a bridge that re-detects it after a crash publishes a copy that
+// JetStream's duplicate window drops.
+func EventID(source string, job JobRef, kind EventKind, seq, prevFP, fp, progFP uint64) string {
+	h := sha256.New()
+	var num [8]byte
+	put := func(v uint64) {
+		for i := range num {
+			num[i] = byte(v >> (56 - 8*i))
+		}
+		h.Write(num[:])
+	}
+	h.Write([]byte(source))
+	h.Write([]byte{0})
+	h.Write([]byte(job.Key()))
+	h.Write([]byte{0})
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	put(seq)
+	put(prevFP)
+	put(fp)
+	put(progFP)
+	sum := h.Sum(nil)
+	return hex.EncodeToString(sum[:16])
+}
+
+// FormatSequence writes a sequence so that string order is numeric order.
+func FormatSequence(seq uint64) string {
+	const width = 20
+	s := strconv.FormatUint(seq, 10)
+	if len(s) >= width {
+		return s
+	}
+	b := make([]byte, width)
+	for i := range b[:width-len(s)] {
+		b[i] = '0'
+	}
+	copy(b[width-len(s):], s)
+	return string(b)
+}
+
+// Encode builds, validates and encodes the CloudEvent for c.
+func (e *Encoder) Encode(c *Change) (*Event, error) {
+	job := c.Obs.Job
+	state := c.Obs.State
+	source := Source(job.Vendor, job.Instance)
+	typ := EventType(c.Kind, job.Task != "", state)
+	id := EventID(source, job, c.Kind, c.Seq, c.PreviousFP, c.Fingerprint, c.ProgressFP)
+
+	data := EventData{
+		Vendor:        job.Vendor,
+		Instance:      job.Instance,
+		Job:           job.ID,
+		Task:          job.Task,
+		Kind:          c.Kind,
+		State:         state,
+		PreviousState: c.PreviousState,
+		Terminal:      state.Terminal(),
+		Native:        NativeStatus{Status: c.Obs.Native, PreviousStatus: c.PreviousNative, SubState: c.Obs.SubState},
+		Outcome:       c.Obs.Outcome,
+		RunID:         c.Obs.RunID,
+		Progress:      c.Obs.Progress,
+		Times:         c.Obs.Times,
+		DetectedAt:    c.Obs.ObservedAt.UTC(),
+		DetectedBy:    c.Obs.Via,
+		Sequence:      c.Seq,
+		Labels:        c.Labels,
+	}
+	if data.DetectedBy == "" {
+		data.DetectedBy = DetectedByPoll
+	}
+	if !c.StalledSince.IsZero() {
+		t := c.StalledSince.UTC()
+		data.StalledSince = &t
+	}
+	if !c.Deadline.IsZero() {
+		t := c.Deadline.UTC()
+		data.Deadline = &t
+	}
+	e.attachRaw(&data, c.Obs.Raw)
+
+	ce := cloudevents.New(SpecVersion)
+	ce.SetID(id)
+	ce.SetSource(source)
+	ce.SetType(typ)
+	ce.SetSubject(subjectAttr(job))
+	ce.SetTime(data.DetectedAt)
+	ce.SetDataSchema(DataSchemaURI)
+	seq := FormatSequence(c.Seq)
+	ce.SetExtension(ExtSequence, seq)
+	ce.SetExtension(ExtVendor, job.Vendor)
+	ce.SetExtension(ExtInstance, job.Instance)
+	ce.SetExtension(ExtState, string(state))
+	ce.SetExtension(ExtPartitionKey, job.Key())
+	if err := ce.SetData(DataMediaType, data); err != nil {
+		return nil, fmt.Errorf("encode event data for %s: %w", job, err)
+	}
+	if err := ce.Validate(); err != nil {
+		return nil, fmt.Errorf("event for %s is not a valid CloudEvent: %w", job, err)
+	}
+
+	subject := e.opts.Subjects.For(job, EventToken(c.Kind, state))
+	msg := &nats.Msg{Subject: subject, Header: nats.Header{}}
+	msg.Header.Set(HeaderSequence, strconv.FormatUint(c.Seq, 10))
+	msg.Header.Set(HeaderFingerprint, strconv.FormatUint(c.Fingerprint, 16)+"/"+strconv.FormatUint(c.ProgressFP, 16))
+	msg.Header.Set(HeaderKind, string(c.Kind))
+	if e.opts.Mode == WireBinary {
+		msg.Data = ce.Data()
+		setBinaryHeaders(msg.Header, &ce)
+	} else {
+		body, err := json.Marshal(ce)
+		if err != nil {
+			return nil, fmt.Errorf("encode event for %s: %w", job, err)
+		}
+		msg.Data = body
+		msg.Header.Set("Content-Type", StructuredMediaType)
+	}
+	return &Event{
+		ID: id, Type: typ, Subject: subject, Job: job, Kind: c.Kind, State: state,
+		Native: c.Obs.Native, Seq: c.Seq, Fingerprint: c.Fingerprint, ProgressFP: c.ProgressFP,
+		Terminal: state.Terminal(), ObservedAt: c.Obs.ObservedAt, Msg: msg,
+	}, nil
+}
+
+// subjectAttr is the CloudEvents subject: the vendor job id (and task).
+func subjectAttr(job JobRef) string {
+	if job.Task != "" {
+		return job.ID + "/" + job.Task
+	}
+	return job.ID
+}
+
+func (e *Encoder) attachRaw(d *EventData, raw []byte) {
+	if len(raw) == 0 || e.opts.RawCap == 0 {
+		return
+	}
+	d.RawBytes = len(raw)
+	if len(raw) <= e.opts.RawCap && json.Valid(raw) {
+		d.Raw = json.RawMessage(raw)
+		return
+	}
+	text := raw
+	if len(text) > e.opts.RawCap {
+		text = text[:e.opts.RawCap]
+		// Cut on a rune boundary so the string stays valid UTF-8.
+		for len(text) > 0 && !utf8.Valid(text) {
+			text = text[:len(text)-1]
+		}
+		d.RawTruncated = true
+	}
+	d.RawText = string(text)
+	if !utf8.ValidString(d.RawText) {
+		d.RawText = string([]rune(d.RawText))
+	}
+}
+
+// setBinaryHeaders writes every attribute as a ce- header, values
+// percent-encoded as the NATS binding draft (§3.1.3.2) requires.
+func setBinaryHeaders(h nats.Header, ce *cloudevents.Event) {
+	h["ce-specversion"] = []string{percentEncode(ce.SpecVersion())}
+	h["ce-id"] = []string{percentEncode(ce.ID())}
+	h["ce-source"] = []string{percentEncode(ce.Source())}
+	h["ce-type"] = []string{percentEncode(ce.Type())}
+	h["ce-subject"] = []string{percentEncode(ce.Subject())}
+	h["ce-time"] = []string{percentEncode(ce.Time().UTC().Format(time.RFC3339Nano))}
+	h["ce-dataschema"] = []string{percentEncode(ce.DataSchema())}
+	h["ce-datacontenttype"] = []string{percentEncode(ce.DataContentType())}
+	for k, v := range ce.Extensions() {
+		h["ce-"+k] = []string{percentEncode(fmt.Sprint(v))}
+	}
+}
+
+// percentEncode escapes space, '"', '%' and every byte outside U+0021-U+007E.
+func percentEncode(s string) string {
+	need := false
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= 0x20 || c >= 0x7f || c == '"' || c == '%' {
+			need = true
+			break
+		}
+	}
+	if !need {
+		return s
+	}
+	b := make([]byte, 0, len(s)*3)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= 0x20 || c >= 0x7f || c == '"' || c == '%' {
+			b = append(b, '%', hexDigits[c>>4], hexDigits[c&0x0f])
+			continue
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+// PercentDecode reverses percentEncode for consumers of binary mode.
+func PercentDecode(s string) (string, error) {
+	v, err := url.PathUnescape(s)
+	if err != nil {
+		return "", fmt.Errorf("ce- header value %q: %w", s, err)
+	}
+	if !utf8.ValidString(v) {
+		return "", fmt.Errorf("ce- header value %q does not decode to UTF-8", s)
+	}
+	return v, nil
+}
