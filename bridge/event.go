@@ -39,6 +39,8 @@ const (
 	HeaderSequence    = "Jobbridge-Sequence"
 	HeaderFingerprint = "Jobbridge-Fingerprint"
 	HeaderKind        = "Jobbridge-Kind"
+	HeaderState       = "Jobbridge-State"
+	HeaderNative      = "Jobbridge-Native" // percent-encoded
 )
 
 // WireMode selects how an event is laid out in a NATS message.
@@ -349,6 +351,10 @@ func (e *Encoder) Encode(c *Change) (*Event, error) {
 	msg.Header.Set(HeaderSequence, strconv.FormatUint(c.Seq, 10))
 	msg.Header.Set(HeaderFingerprint, strconv.FormatUint(c.Fingerprint, 16)+"/"+strconv.FormatUint(c.ProgressFP, 16))
 	msg.Header.Set(HeaderKind, string(c.Kind))
+	msg.Header.Set(HeaderState, string(state))
+	if c.Obs.Native != "" {
+		msg.Header.Set(HeaderNative, percentEncode(c.Obs.Native))
+	}
 	if e.opts.Mode == WireBinary {
 		msg.Data = ce.Data()
 		setBinaryHeaders(msg.Header, &ce)

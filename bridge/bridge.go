@@ -1,0 +1,670 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// StreamOptions describe the event stream and the KV buckets.
+type StreamOptions struct {
+	Name            string        // default JOBS
+	SubjectPrefix   string        // default jobs
+	Replicas        int           // default 1
+	MaxAge          time.Duration // default 7 days
+	DuplicateWindow time.Duration // default 2m
+	Storage         jetstream.StorageType
+	// Manage creates or updates the stream and buckets at start-up. When
+	// false they must exist (see deploy/nats) and are left untouched.
+	Manage      bool
+	StateBucket string // default JOBBRIDGE_STATE
+	WatchBucket string // default JOBBRIDGE_WATCHES
+}
+
+func (o *StreamOptions) setDefaults() {
+	if o.Name == "" {
+		o.Name = "JOBS"
+	}
+	if o.SubjectPrefix == "" {
+		o.SubjectPrefix = "jobs"
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = 7 * 24 * time.Hour
+	}
+	if o.DuplicateWindow <= 0 {
+		o.DuplicateWindow = 2 * time.Minute
+	}
+	if o.StateBucket == "" {
+		o.StateBucket = "JOBBRIDGE_STATE"
+	}
+	if o.WatchBucket == "" {
+		o.WatchBucket = "JOBBRIDGE_WATCHES"
+	}
+}
+
+// Instance is one configured vendor endpoint and the poller that serves it.
+type Instance struct {
+	Vendor string
+	Name   string
+	Poller Poller
+	// Interval overrides ScheduleOptions.Interval for this instance.
+	Interval time.Duration
+	// Concurrency bounds polls in flight to this instance (default 5).
+	Concurrency int
+	// Recurring keeps polling a job after a terminal state, for vendors
+	// whose jobs run again (a Helix ETL).
+	Recurring bool
+	// Labels are added to every event of this instance (a watch's own labels win).
+	Labels map[string]string
+	// OnTerminal, if set, runs after a job's terminal event is acknowledged
+	// (the HMC poller deletes the finished job's status there).
+	OnTerminal func(ctx context.Context, job JobRef)
+}
+
+// Options configure a Bridge.
+type Options struct {
+	// Conn is the NATS connection; the bridge does not close it.
+	Conn      *nats.Conn
+	Stream    StreamOptions
+	Publish   PublisherOptions
+	Schedule  ScheduleOptions
+	Encoding  EncoderOptions // Subjects.Prefix is taken from Stream
+	Instances []Instance
+	// InitialWatches are registered at start-up (from the config file).
+	InitialWatches []Watch
+	// FlushInterval paces tracker snapshots to KV (default 1s).
+	FlushInterval time.Duration
+	// ShutdownTimeout bounds the wait for in-flight polls and acks.
+	ShutdownTimeout time.Duration
+	Logger          zerolog.Logger
+	// Registerer receives the metrics (nil: not registered).
+	Registerer prometheus.Registerer
+}
+
+// Bridge ties pollers, tracker, publisher and scheduler together.
+type Bridge struct {
+	opts     Options
+	log      zerolog.Logger
+	js       jetstream.JetStream
+	pubJS    jetstream.JetStream
+	tracker  *Tracker
+	encoder  *Encoder
+	pub      *Publisher
+	sched    *scheduler
+	snap     *snapshotter
+	registry *Registry
+	metrics  *Metrics
+	subjects Subjects
+
+	mu      sync.Mutex
+	watches map[string]Watch
+	ready   chan struct{}
+}
+
+// New prepares a bridge: checks options, creates or checks the stream and
+// buckets. Nothing is polled until Run.
+func New(ctx context.Context, opts Options) (*Bridge, error) {
+	if opts.Conn == nil {
+		return nil, errors.New("bridge: no NATS connection")
+	}
+	opts.Stream.setDefaults()
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = time.Second
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 10 * time.Second
+	}
+	opts.Publish.setDefaults()
+	subjects := Subjects{Prefix: opts.Stream.SubjectPrefix}
+	opts.Encoding.Subjects = subjects
+	if opts.Encoding.RawCap == 0 {
+		opts.Encoding.RawCap = 16 << 10
+	}
+	enc, err := NewEncoder(opts.Encoding)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[[2]string]bool{}
+	for _, in := range opts.Instances {
+		if err := ValidateName("vendor", in.Vendor); err != nil {
+			return nil, err
+		}
+		if err := ValidateName("instance", in.Name); err != nil {
+			return nil, err
+		}
+		if in.Poller == nil {
+			return nil, fmt.Errorf("instance %s/%s has no poller", in.Vendor, in.Name)
+		}
+		k := [2]string{in.Vendor, in.Name}
+		if seen[k] {
+			return nil, fmt.Errorf("instance %s/%s is configured twice", in.Vendor, in.Name)
+		}
+		seen[k] = true
+	}
+	js, err := jetstream.New(opts.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("JetStream: %w", err)
+	}
+	pubJS, err := jetstream.New(opts.Conn, jetstream.WithPublishAsyncMaxPending(opts.Publish.MaxInFlight+64))
+	if err != nil {
+		return nil, fmt.Errorf("JetStream: %w", err)
+	}
+	b := &Bridge{
+		opts: opts, log: opts.Logger, js: js, pubJS: pubJS, encoder: enc,
+		tracker: NewTracker(), metrics: NewMetrics(opts.Registerer), subjects: subjects,
+		watches: make(map[string]Watch), ready: make(chan struct{}),
+	}
+	if err := b.setupStorage(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Subjects returns the subject scheme in use.
+func (b *Bridge) Subjects() Subjects { return b.subjects }
+
+// Registry returns the watch registry.
+func (b *Bridge) Registry() *Registry { return b.registry }
+
+// Ready is closed once recovery is done and polling has started.
+func (b *Bridge) Ready() <-chan struct{} { return b.ready }
+
+// Tracker exposes the tracker for status views and tests.
+func (b *Bridge) Tracker() *Tracker { return b.tracker }
+
+// PublisherHealthy reports whether the last publishes succeeded.
+func (b *Bridge) PublisherHealthy() bool { return b.pub != nil && b.pub.Healthy() }
+
+// PendingEvents counts events waiting for their ack.
+func (b *Bridge) PendingEvents() int {
+	if b.pub == nil {
+		return 0
+	}
+	return b.pub.Pending()
+}
+
+func (b *Bridge) setupStorage(ctx context.Context) error {
+	so := b.opts.Stream
+	storage := so.Storage
+	kvStorage := storage
+	if so.Manage {
+		cfg := jetstream.StreamConfig{
+			Name:        so.Name,
+			Description: "jobbridge job events (CloudEvents)",
+			Subjects:    []string{so.SubjectPrefix + ".>"},
+			Storage:     storage,
+			Replicas:    so.Replicas,
+			MaxAge:      so.MaxAge,
+			Duplicates:  so.DuplicateWindow,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+		}
+		if _, err := retryJS(ctx, func(c context.Context) (jetstream.Stream, error) { return b.js.CreateOrUpdateStream(c, cfg) }); err != nil {
+			return fmt.Errorf("create or update stream %s on %s.>: %w (if the stream is managed elsewhere, set stream.manage: false)", so.Name, so.SubjectPrefix, err)
+		}
+		for _, bucket := range []string{so.StateBucket, so.WatchBucket} {
+			kcfg := jetstream.KeyValueConfig{Bucket: bucket, History: 1, Storage: kvStorage, Replicas: so.Replicas}
+			if _, err := retryJS(ctx, func(c context.Context) (jetstream.KeyValue, error) { return b.js.CreateOrUpdateKeyValue(c, kcfg) }); err != nil {
+				return fmt.Errorf("create KV bucket %s: %w", bucket, err)
+			}
+		}
+	} else if _, err := b.js.Stream(ctx, so.Name); err != nil {
+		return fmt.Errorf("stream %s: %w (stream.manage is false, so it must exist: see deploy/nats)", so.Name, err)
+	}
+	stateKV, err := b.js.KeyValue(ctx, so.StateBucket)
+	if err != nil {
+		return fmt.Errorf("KV bucket %s: %w", so.StateBucket, err)
+	}
+	watchKV, err := b.js.KeyValue(ctx, so.WatchBucket)
+	if err != nil {
+		return fmt.Errorf("KV bucket %s: %w", so.WatchBucket, err)
+	}
+	b.registry = NewRegistry(watchKV)
+	b.pub = NewPublisher(b.pubJS, b.tracker, b.opts.Publish, b.log, b.metrics)
+	b.snap = &snapshotter{js: b.js, kv: stateKV, bucket: so.StateBucket, stream: so.Name, tracker: b.tracker,
+		pub: b.pub, log: b.log, metrics: b.metrics}
+	return nil
+}
+
+// retryJS retries a JetStream API call with short attempts: right after a
+// server (or cluster) starts, a request may get no reply at all until
+// JetStream is ready, and one long timeout would just hang.
+func retryJS[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	var zero T
+	var last error
+	for attempt := 0; attempt < 15; attempt++ {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		v, err := f(c)
+		cancel()
+		if err == nil {
+			return v, nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			return zero, ctx.Err()
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 && apiErr.Code != 408 {
+			return zero, err // a real refusal: repeating it will not help
+		}
+		select {
+		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		}
+	}
+	return zero, last
+}
+
+// Run recovers state, registers the initial watches and polls until ctx
+// ends, then shuts down gracefully: no new polls, in-flight polls finish,
+// pending events are acknowledged (within ShutdownTimeout), the tracker is
+// snapshotted, vendor sessions are closed.
+func (b *Bridge) Run(ctx context.Context) error {
+	st, err := b.snap.recoverState(ctx, b.subjects)
+	if err != nil {
+		return fmt.Errorf("recover tracker state: %w", err)
+	}
+	b.log.Info().Int("records", st.Records).Int("replayed", st.Replayed).Int("applied", st.Applied).
+		Uint64("checkpoint", st.Checkpoint).Dur("took", st.Took).Msg("tracker state recovered")
+
+	b.sched = newScheduler(b.opts.Schedule, b.opts.Instances)
+	b.sched.poll = b.pollEntry
+	b.sched.onDue = b.expire
+	b.sched.lag = func(d time.Duration) { b.metrics.schedulingLag.Observe(d.Seconds()) }
+
+	for _, w := range b.opts.InitialWatches {
+		if w.Origin == "" {
+			w.Origin = "config"
+		}
+		if _, _, err := b.registry.Add(ctx, w); err != nil {
+			b.log.Error().Err(err).Str("job", w.Ref().String()).Msg("cannot register a watch from the configuration; fix the job id in the config file")
+		}
+	}
+
+	// Publishing outlives ctx so that shutdown can wait for acks.
+	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPub()
+	b.pub.Start(pubCtx)
+
+	watcher, err := b.registry.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch registry: %w", err)
+	}
+	initial := make(chan struct{})
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		b.followRegistry(ctx, watcher, initial)
+	}()
+	select {
+	case <-initial:
+	case <-ctx.Done():
+	}
+	b.pruneUnwatched()
+
+	schedCtx, stopSched := context.WithCancel(ctx)
+	defer stopSched()
+	schedDone := make(chan struct{})
+	go func() {
+		b.sched.run(schedCtx)
+		close(schedDone)
+	}()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		b.snapshotLoop(ctx)
+	}()
+	close(b.ready)
+	b.log.Info().Int("watches", b.sched.size()).Int("instances", len(b.opts.Instances)).Msg("bridge running")
+
+	<-ctx.Done()
+	b.log.Info().Msg("shutting down: finishing polls in flight and waiting for acks")
+	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.ShutdownTimeout)
+	defer cancel()
+	select {
+	case <-schedDone:
+	case <-shutdown.Done():
+	}
+	if err := b.pub.Drain(shutdown); err != nil {
+		b.log.Warn().Err(err).Msg("shutdown: events left unacknowledged; they are detected again after restart")
+	}
+	stopPub()
+	bg.Wait()
+	_ = watcher.Stop()
+	if err := b.snap.flush(shutdown); err != nil {
+		b.log.Warn().Err(err).Msg("shutdown: final snapshot incomplete; the next start replays the stream")
+	}
+	for _, in := range b.opts.Instances {
+		if c, ok := in.Poller.(Closer); ok {
+			if err := c.Close(shutdown); err != nil {
+				b.log.Warn().Err(err).Str("instance", in.Name).Msg("logging off the vendor failed")
+			}
+		}
+	}
+	b.log.Info().Msg("bridge stopped")
+	return nil
+}
+
+func (b *Bridge) snapshotLoop(ctx context.Context) {
+	t := time.NewTicker(b.opts.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := b.snap.flush(ctx); err != nil && ctx.Err() == nil {
+				b.log.Warn().Err(err).Msg("tracker snapshot")
+			}
+		}
+	}
+}
+
+// followRegistry applies registry changes (from any replica, the API, the
+// CLI or the config) to the scheduler. initial is closed after the
+// registrations present at start-up were applied.
+func (b *Bridge) followRegistry(ctx context.Context, w jetstream.KeyWatcher, initial chan struct{}) {
+	initialDone := false
+	for {
+		select {
+		case <-ctx.Done():
+			if !initialDone {
+				close(initial)
+			}
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				if !initialDone {
+					close(initial)
+				}
+				return
+			}
+			if e == nil {
+				if !initialDone {
+					initialDone = true
+					close(initial)
+				}
+				continue
+			}
+			b.applyRegistryEntry(ctx, e)
+		}
+	}
+}
+
+func (b *Bridge) applyRegistryEntry(ctx context.Context, e jetstream.KeyValueEntry) {
+	job, err := parseKey(e.Key())
+	if err != nil {
+		b.log.Warn().Err(err).Msg("ignoring a registry key jobbridge did not write")
+		return
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		b.mu.Lock()
+		delete(b.watches, e.Key())
+		b.mu.Unlock()
+		if b.sched.remove(job) {
+			b.log.Info().Str("job", job.String()).Msg("watch removed")
+		}
+		b.tracker.Forget(job)
+		if err := b.snap.forget(ctx, job); err != nil {
+			b.log.Warn().Err(err).Msg("watch removed")
+		}
+		b.updateWatchGauge()
+		return
+	}
+	var w Watch
+	if err := json.Unmarshal(e.Value(), &w); err != nil {
+		b.log.Warn().Err(err).Str("key", e.Key()).Msg("ignoring a corrupt watch registration; remove it with 'jobbridge watch rm'")
+		return
+	}
+	if !b.sched.add(w) {
+		b.log.Warn().Str("job", job.String()).Msg("watch names a vendor instance this bridge has no configuration for; add the instance to the config file")
+		return
+	}
+	b.mu.Lock()
+	b.watches[e.Key()] = w
+	b.mu.Unlock()
+	b.updateWatchGauge()
+}
+
+func (b *Bridge) updateWatchGauge() {
+	for k, n := range b.sched.count() {
+		b.metrics.watches.WithLabelValues(k[0], k[1]).Set(float64(n))
+	}
+}
+
+// pruneUnwatched drops tracker records of jobs no longer watched (left over
+// from replay or from a removal that happened while the bridge was down).
+func (b *Bridge) pruneUnwatched() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range b.tracker.shards {
+		s := &b.tracker.shards[i]
+		s.mu.Lock()
+		for k := range s.jobs {
+			// Task records belong to their job's watch.
+			base := k
+			if job, err := parseKey(k); err == nil && job.Task != "" {
+				job.Task = ""
+				base = job.Key()
+			}
+			if _, ok := b.watches[base]; !ok {
+				delete(s.jobs, k)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Hint asks for an immediate poll of a job (a push notification named it).
+// It reports whether the job is watched.
+func (b *Bridge) Hint(job JobRef) bool {
+	ok := b.sched != nil && b.sched.hint(job)
+	b.metrics.hints.WithLabelValues(job.Vendor, boolLabel(ok)).Inc()
+	return ok
+}
+
+// Reconcile polls every watched job of one instance now: after a push
+// channel reconnects, messages sent while it was down are gone.
+func (b *Bridge) Reconcile(vendor, instance string) int {
+	if b.sched == nil {
+		return 0
+	}
+	return b.sched.hintInstance(vendor, instance)
+}
+
+// expire ends the watch of a job whose retention after its terminal event
+// (or vanishing) is over.
+func (b *Bridge) expire(e *entry) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if !b.tracker.Settled(e.job) {
+		return // its last events are not acknowledged yet; try again later
+	}
+	if err := b.registry.Remove(ctx, e.job); err != nil && !errors.Is(err, ErrWatchNotFound) {
+		b.log.Warn().Err(err).Str("job", e.job.String()).Msg("cannot remove a finished watch; retrying in a minute")
+		return
+	}
+	b.sched.remove(e.job)
+}
+
+func (b *Bridge) labelsFor(e *entry) map[string]string {
+	if len(e.inst.Labels) == 0 {
+		return e.watch.Labels
+	}
+	if len(e.watch.Labels) == 0 {
+		return e.inst.Labels
+	}
+	out := make(map[string]string, len(e.inst.Labels)+len(e.watch.Labels))
+	for k, v := range e.inst.Labels {
+		out[k] = v
+	}
+	for k, v := range e.watch.Labels {
+		out[k] = v
+	}
+	return out
+}
+
+// pollEntry polls one job and publishes what changed.
+func (b *Bridge) pollEntry(ctx context.Context, e *entry) pollResult {
+	job := e.job
+	start := time.Now()
+	obs, err := e.inst.Poller.Poll(ctx, job)
+	b.metrics.pollDuration.WithLabelValues(job.Vendor, job.Instance).Observe(time.Since(start).Seconds())
+	if err == nil {
+		err = b.checkObservation(&obs, job, start)
+	}
+	if err != nil {
+		return b.pollFailed(ctx, e, err)
+	}
+	b.metrics.polls.WithLabelValues(job.Vendor, job.Instance, "ok").Inc()
+	e.seen = true
+	e.notFoundStreak = 0
+	e.firstNotFound = time.Time{}
+
+	labels := b.labelsFor(e)
+	stalled := b.opts.Schedule.StalledAfter
+	if e.watch.StalledAfter > 0 {
+		stalled = time.Duration(e.watch.StalledAfter)
+	}
+	res := pollResult{terminal: obs.State.Terminal()}
+	changes := b.tracker.Detect(&obs, DetectOptions{Labels: labels, StalledAfter: stalled})
+	for i := range obs.Tasks {
+		t := &obs.Tasks[i]
+		changes = append(changes, b.tracker.Detect(t, DetectOptions{Labels: labels})...)
+	}
+	if d := e.watch.Deadline; d != nil && !obs.State.Terminal() && start.After(*d) {
+		if c, ok := b.tracker.Synthetic(job, KindDeadlineMissed, start, labels); ok {
+			c.Deadline = *d
+			changes = append(changes, c)
+		}
+	}
+	for i := range changes {
+		if changes[i].Kind == KindTransition {
+			res.changed = true
+		}
+		if err := b.submit(ctx, &changes[i]); err != nil {
+			res.err = err
+			return res
+		}
+	}
+	if res.terminal && res.changed && e.inst.OnTerminal != nil {
+		go b.afterTerminal(ctx, e.inst.OnTerminal, job)
+	}
+	return res
+}
+
+// afterTerminal waits for the terminal event's ack, then runs the hook.
+func (b *Bridge) afterTerminal(ctx context.Context, hook func(context.Context, JobRef), job JobRef) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !b.tracker.Settled(job) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	hook(ctx, job)
+}
+
+func (b *Bridge) submit(ctx context.Context, c *Change) error {
+	b.metrics.changes.WithLabelValues(c.Obs.Job.Vendor, string(c.Kind)).Inc()
+	ev, err := b.encoder.Encode(c)
+	if err != nil {
+		b.metrics.encodeFailures.Inc()
+		b.log.Error().Err(err).Str("job", c.Obs.Job.String()).Msg("dropping a change that cannot be encoded; this is a jobbridge bug, please report it")
+		return nil
+	}
+	return b.pub.Submit(ctx, ev)
+}
+
+// checkObservation refuses observations a poller should never return, so a
+// poller bug cannot become a bogus transition.
+func (b *Bridge) checkObservation(obs *Observation, job JobRef, polledAt time.Time) error {
+	if !obs.State.Valid() {
+		return fmt.Errorf("%w: poller returned state %q for %s", ErrMalformed, obs.State, job)
+	}
+	obs.Job = job
+	if obs.ObservedAt.IsZero() {
+		obs.ObservedAt = polledAt
+	}
+	if obs.Via == "" {
+		obs.Via = DetectedByPoll
+	}
+	for i := range obs.Tasks {
+		t := &obs.Tasks[i]
+		if !t.State.Valid() || t.Job.Task == "" {
+			return fmt.Errorf("%w: poller returned a task without id or with state %q for %s", ErrMalformed, t.State, job)
+		}
+		task := t.Job.Task
+		t.Job = job
+		t.Job.Task = task
+		if err := ValidateJobID(task); err != nil {
+			return fmt.Errorf("%w: task id of %s: %v", ErrMalformed, job, err)
+		}
+		if t.ObservedAt.IsZero() {
+			t.ObservedAt = obs.ObservedAt
+		}
+		if t.Via == "" {
+			t.Via = obs.Via
+		}
+	}
+	return nil
+}
+
+func (b *Bridge) pollFailed(ctx context.Context, e *entry, err error) pollResult {
+	job := e.job
+	res := pollResult{err: err}
+	ev := b.log.Warn()
+	switch {
+	case errors.Is(err, ErrNotFound):
+		b.metrics.polls.WithLabelValues(job.Vendor, job.Instance, "not_found").Inc()
+		res.notFound = true
+		now := time.Now()
+		if e.notFoundStreak == 0 {
+			e.firstNotFound = now
+		}
+		e.notFoundStreak++
+		_, known := b.tracker.Committed(job)
+		// Two answers in a row, so one bad gateway reply does not end a watch.
+		if (known || e.seen) && e.notFoundStreak >= 2 || now.Sub(e.firstNotFound) >= b.schedNotFoundGrace() {
+			if c, ok := b.tracker.Synthetic(job, KindVanished, now, b.labelsFor(e)); ok {
+				if err := b.submit(ctx, &c); err != nil {
+					return res
+				}
+			}
+			res.vanished = true
+			b.log.Info().Str("job", job.String()).Msg("job vanished at the vendor; watch ends")
+			return res
+		}
+		ev = b.log.Debug()
+	case errors.Is(err, ErrMalformed):
+		b.metrics.polls.WithLabelValues(job.Vendor, job.Instance, "malformed").Inc()
+	case errors.Is(err, ErrAuth):
+		b.metrics.polls.WithLabelValues(job.Vendor, job.Instance, "auth").Inc()
+		ev = b.log.Error()
+	case ctx.Err() != nil:
+		return res
+	default:
+		b.metrics.polls.WithLabelValues(job.Vendor, job.Instance, "error").Inc()
+	}
+	ev.Err(err).Str("job", job.String()).Int("failures", e.failures+1).Msg("poll failed; the job's state is unchanged and it is polled again with backoff")
+	return res
+}
+
+func (b *Bridge) schedNotFoundGrace() time.Duration {
+	return b.sched.opts.NotFoundGrace
+}
