@@ -668,3 +668,16 @@ func (b *Bridge) pollFailed(ctx context.Context, e *entry, err error) pollResult
 func (b *Bridge) schedNotFoundGrace() time.Duration {
 	return b.sched.opts.NotFoundGrace
 }
+
+// CheckInstance reports whether a vendor instance is configured on this
+// bridge, with an error that lists the configured ones.
+func (b *Bridge) CheckInstance(vendor, instance string) error {
+	var names []string
+	for _, in := range b.opts.Instances {
+		if in.Vendor == vendor && in.Name == instance {
+			return nil
+		}
+		names = append(names, in.Vendor+"/"+in.Name)
+	}
+	return fmt.Errorf("no instance %s/%s is configured; configured: %v", vendor, instance, names)
+}

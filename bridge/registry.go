@@ -123,7 +123,7 @@ var ErrWatchNotFound = errors.New("job is not watched")
 // replace the old ones.
 func (r *Registry) Add(ctx context.Context, w Watch) (stored Watch, created bool, err error) {
 	if err := w.Validate(); err != nil {
-		return Watch{}, false, err
+		return Watch{}, false, validationError{err}
 	}
 	if w.AddedAt.IsZero() {
 		w.AddedAt = time.Now().UTC()

@@ -205,7 +205,9 @@ func (s *scheduler) add(w Watch) bool {
 	}
 	now := s.now()
 	e := &entry{job: job, key: key, inst: in, watch: w, idx: -1, lastChange: now}
-	e.due = now.Add(s.jittered(minDur(s.opts.FastInterval, s.baseInterval(e)) / 4))
+	// The first poll comes at once, spread over up to a second so that a
+	// start-up with many watches does not hit the vendor all together.
+	e.due = now.Add(time.Duration(rand.Float64() * float64(minDur(time.Second, s.baseInterval(e)))))
 	s.entries[key] = e
 	heap.Push(&s.heap, e)
 	s.signal()
