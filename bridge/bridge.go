@@ -156,12 +156,8 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("JetStream: %w", err)
 	}
-	pubJS, err := jetstream.New(opts.Conn, jetstream.WithPublishAsyncMaxPending(opts.Publish.MaxInFlight+64))
-	if err != nil {
-		return nil, fmt.Errorf("JetStream: %w", err)
-	}
 	b := &Bridge{
-		opts: opts, log: opts.Logger, js: js, pubJS: pubJS, encoder: enc,
+		opts: opts, log: opts.Logger, js: js, encoder: enc,
 		tracker: NewTracker(), metrics: NewMetrics(opts.Registerer), subjects: subjects,
 		watches: make(map[string]Watch), ready: make(chan struct{}),
 	}
@@ -231,7 +227,11 @@ func (b *Bridge) setupStorage(ctx context.Context) error {
 		return fmt.Errorf("KV bucket %s: %w", so.WatchBucket, err)
 	}
 	b.registry = NewRegistry(watchKV)
-	b.pub = NewPublisher(b.pubJS, b.tracker, b.opts.Publish, b.log, b.metrics)
+	pub, err := NewPublisherJS(b.opts.Conn, b.tracker, b.opts.Publish, b.log, b.metrics)
+	if err != nil {
+		return err
+	}
+	b.pub = pub
 	b.snap = &snapshotter{js: b.js, kv: stateKV, bucket: so.StateBucket, stream: so.Name, tracker: b.tracker,
 		pub: b.pub, log: b.log, metrics: b.metrics}
 	return nil
@@ -294,9 +294,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 
 	// Publishing outlives ctx so that shutdown can wait for acks.
-	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPub()
-	b.pub.Start(pubCtx)
+	defer b.pub.Stop()
 
 	watcher, err := b.registry.kv.WatchAll(ctx)
 	if err != nil {
@@ -341,7 +339,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err := b.pub.Drain(shutdown); err != nil {
 		b.log.Warn().Err(err).Msg("shutdown: events left unacknowledged; they are detected again after restart")
 	}
-	stopPub()
+	b.pub.Stop()
 	bg.Wait()
 	_ = watcher.Stop()
 	if err := b.snap.flush(shutdown); err != nil {

@@ -103,7 +103,7 @@ func TestEventIDDeterministic(t *testing.T) {
 		"vendor":       func(c *bridge.Change) { c.Obs.Job.Vendor = "tso" },
 		"instance":     func(c *bridge.Change) { c.Obs.Job.Instance = "test" },
 		"dotted job":   func(c *bridge.Change) { c.Obs.Job.ID = "J-42.x" },
-		"job with sep": func(c *bridge.Change) { c.Obs.Job.ID = "J-42\x00" },
+		"job with sep": func(c *bridge.Change) { c.Obs.Job.ID = "J-42 " },
 	} {
 		c := eventTestChange()
 		mutate(c)
@@ -276,7 +276,7 @@ func TestBinaryModePercentEncodesHeaders(t *testing.T) {
 	c := eventTestChange()
 	id := `say "hi" 100% ü/€`
 	c.Obs.Job.ID = id
-	c.Obs.Job.Instance = "ost-europa ü"
+	c.Obs.Job.Instance = "ost-europa%ü\"q"
 	ev := eventTestEncode(t, enc, c)
 	h := ev.Msg.Header
 
@@ -291,7 +291,7 @@ func TestBinaryModePercentEncodesHeaders(t *testing.T) {
 	want := map[string]string{
 		"ce-specversion":     "1.0",
 		"ce-id":              ev.ID,
-		"ce-source":          bridge.Source("hmc", "ost-europa ü"),
+		"ce-source":          bridge.Source("hmc", "ost-europa%ü\"q"),
 		"ce-type":            "io.jobbridge.job.failed",
 		"ce-subject":         id,
 		"ce-time":            "2025-03-14T15:09:26.000000005Z",
@@ -299,7 +299,7 @@ func TestBinaryModePercentEncodesHeaders(t *testing.T) {
 		"ce-datacontenttype": "application/json",
 		"ce-sequence":        "00000000000000000003",
 		"ce-jobvendor":       "hmc",
-		"ce-jobinstance":     "ost-europa ü",
+		"ce-jobinstance":     "ost-europa%ü\"q",
 		"ce-jobstate":        "failed",
 		"ce-partitionkey":    c.Obs.Job.Key(),
 	}
@@ -336,7 +336,7 @@ func TestBinaryModePercentEncodesHeaders(t *testing.T) {
 	if err := json.Unmarshal(ev.Msg.Data, &data); err != nil {
 		t.Fatalf("binary body is not the data JSON: %v\n%s", err, ev.Msg.Data)
 	}
-	if data.Job != id || data.Instance != "ost-europa ü" || data.Sequence != 3 {
+	if data.Job != id || data.Instance != "ost-europa%ü\"q" || data.Sequence != 3 {
 		t.Errorf("binary data %+v", data)
 	}
 }

@@ -48,9 +48,24 @@ func (o *PublisherOptions) setDefaults() {
 	}
 }
 
-// Publisher sends events to JetStream, one in flight per job so a job's
-// events are stored in sequence order, many jobs at once, and commits each
-// event in the tracker only after its PubAck.
+// JetStreamOptions returns the options the publisher's JetStream context
+// must be created with: its ack and error callbacks drive the publisher.
+func (p *Publisher) JetStreamOptions() []jetstream.JetStreamOpt {
+	return []jetstream.JetStreamOpt{
+		jetstream.WithPublishAsyncMaxPending(p.opts.MaxInFlight + 64),
+		jetstream.WithPublishAsyncTimeout(p.opts.AckTimeout),
+		jetstream.WithPublishAsyncAckHandler(p.onAck),
+		jetstream.WithPublishAsyncErrHandler(p.onErr),
+	}
+}
+
+// Publisher sends events to JetStream: one in flight per job, so a job's
+// events are stored in sequence order, many jobs at once, each committed in
+// the tracker only after its PubAck.
+//
+// It runs on nats.go's async-publish callbacks: an ack commits its event and
+// sends the job's next one (or the next ready job) from the callback itself,
+// so the steady state has no goroutine hand-offs and no timer per message.
 type Publisher struct {
 	js      jetstream.JetStream
 	tracker *Tracker
@@ -58,49 +73,43 @@ type Publisher struct {
 	log     zerolog.Logger
 	metrics *Metrics
 
-	ready chan *Event   // job heads waiting for a sender
 	slots chan struct{} // one token per pending event (MaxPending)
 
-	// highAcked is the highest stream sequence acknowledged so far; floors
-	// hold, per sender, highAcked+1 when its current event was first sent
-	// (0 when idle). Together they bound from below the stream sequence of
-	// anything not yet acknowledged: see Checkpoint.
+	mu       sync.Mutex
+	ready    []*Event // job heads waiting for an in-flight slot
+	inFlight map[*nats.Msg]*Event
+	// backoffs are events waiting out a retry delay; they keep their
+	// in-flight slot, so a failing NATS gets no more traffic.
+	backoffs map[*Event]*time.Timer
+	stopped  bool
+
 	highAcked atomic.Uint64
-	floors    []atomic.Uint64
-
-	failing  atomic.Int64 // consecutive failed sends, for health and logs
-	lastWarn atomic.Int64 // unix nanos of the last rate-limited warning
-
-	wg      sync.WaitGroup
-	stopped chan struct{}
+	failing   atomic.Int64 // consecutive failed sends, for health and logs
+	lastWarn  atomic.Int64 // unix nanos of the last rate-limited warning
 }
 
-// NewPublisher returns a publisher; Start launches its senders.
-func NewPublisher(js jetstream.JetStream, tracker *Tracker, opts PublisherOptions, log zerolog.Logger, m *Metrics) *Publisher {
+// NewPublisher returns a publisher. js must have been created with
+// JetStreamOptions; use NewPublisherJS to get both.
+func NewPublisher(tracker *Tracker, opts PublisherOptions, log zerolog.Logger, m *Metrics) *Publisher {
 	opts.setDefaults()
 	return &Publisher{
-		js: js, tracker: tracker, opts: opts, log: log, metrics: m,
-		ready:   make(chan *Event, opts.MaxPending),
-		slots:   make(chan struct{}, opts.MaxPending),
-		floors:  make([]atomic.Uint64, opts.MaxInFlight),
-		stopped: make(chan struct{}),
+		tracker: tracker, opts: opts, log: log, metrics: m,
+		slots:    make(chan struct{}, opts.MaxPending),
+		inFlight: make(map[*nats.Msg]*Event, opts.MaxInFlight),
+		backoffs: make(map[*Event]*time.Timer),
 	}
 }
 
-// Start runs the senders until ctx is done.
-func (p *Publisher) Start(ctx context.Context) {
-	for i := 0; i < p.opts.MaxInFlight; i++ {
-		p.wg.Add(1)
-		go p.sender(ctx, i)
+// NewPublisherJS creates a publisher and its JetStream context on nc.
+func NewPublisherJS(nc *nats.Conn, tracker *Tracker, opts PublisherOptions, log zerolog.Logger, m *Metrics) (*Publisher, error) {
+	p := NewPublisher(tracker, opts, log, m)
+	js, err := jetstream.New(nc, p.JetStreamOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("JetStream publisher: %w", err)
 	}
-	go func() {
-		p.wg.Wait()
-		close(p.stopped)
-	}()
+	p.js = js
+	return p, nil
 }
-
-// Done is closed when every sender has stopped.
-func (p *Publisher) Done() <-chan struct{} { return p.stopped }
 
 // Submit queues an event of a job. It blocks while MaxPending events are
 // waiting for acks (backpressure) and returns ctx's error if ctx ends first;
@@ -108,16 +117,114 @@ func (p *Publisher) Done() <-chan struct{} { return p.stopped }
 func (p *Publisher) Submit(ctx context.Context, ev *Event) error {
 	select {
 	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("queue event %s for %s: %w", ev.ID, ev.Job, ctx.Err())
+	default:
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("queue event %s for %s: %w", ev.ID, ev.Job, ctx.Err())
+		}
 	}
 	p.metrics.pending.Inc()
-	if head := p.tracker.Enqueue(ev); head != nil {
-		// The channel holds MaxPending and at most MaxPending events exist,
-		// so this never blocks.
-		p.ready <- head
+	head := p.tracker.Enqueue(ev)
+	if head == nil {
+		return nil // an earlier event of the job is in flight; it follows
 	}
+	p.mu.Lock()
+	if p.stopped || len(p.inFlight)+len(p.backoffs) >= p.opts.MaxInFlight {
+		p.ready = append(p.ready, head)
+		p.mu.Unlock()
+		return nil
+	}
+	p.sendLocked(head)
+	p.mu.Unlock()
 	return nil
+}
+
+// sendLocked publishes ev; p.mu is held. nats.go never blocks here: at most
+// MaxInFlight messages are outstanding and its limit is higher.
+func (p *Publisher) sendLocked(ev *Event) {
+	if ev.attempts == 0 {
+		ev.floor = p.highAcked.Load() + 1
+	}
+	ev.attempts++
+	// A fresh message per attempt: nats.go sets Reply on the one it sends
+	// and refuses a message whose Reply is already set.
+	msg := &nats.Msg{Subject: ev.Msg.Subject, Header: ev.Msg.Header, Data: ev.Msg.Data}
+	p.inFlight[msg] = ev
+	if _, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.ID)); err != nil {
+		delete(p.inFlight, msg)
+		p.retryLocked(ev, err)
+	}
+}
+
+func (p *Publisher) onAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.PubAck) {
+	p.mu.Lock()
+	ev, ok := p.inFlight[msg]
+	if !ok {
+		p.mu.Unlock()
+		return
+	}
+	delete(p.inFlight, msg)
+	p.mu.Unlock()
+
+	for {
+		cur := p.highAcked.Load()
+		if ack.Sequence <= cur || p.highAcked.CompareAndSwap(cur, ack.Sequence) {
+			break
+		}
+	}
+	if p.failing.Swap(0) > 0 {
+		p.log.Info().Str("job", ev.Job.String()).Msg("publishing to JetStream works again")
+	}
+	<-p.slots
+	p.metrics.pending.Dec()
+	p.metrics.published.WithLabelValues(ev.Type, boolLabel(ack.Duplicate)).Inc()
+	p.metrics.publishLatency.Observe(time.Since(ev.ObservedAt).Seconds())
+	next := p.tracker.Acked(ev, ack.Sequence)
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return
+	}
+	if next == nil && len(p.ready) > 0 {
+		next = p.ready[0]
+		p.ready[0] = nil
+		p.ready = p.ready[1:]
+	}
+	if next != nil {
+		p.sendLocked(next)
+	}
+}
+
+func (p *Publisher) onErr(_ jetstream.JetStream, msg *nats.Msg, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ev, ok := p.inFlight[msg]
+	if !ok {
+		return
+	}
+	delete(p.inFlight, msg)
+	p.retryLocked(ev, err)
+}
+
+// retryLocked sends ev again after a backoff.
+func (p *Publisher) retryLocked(ev *Event, err error) {
+	p.failing.Add(1)
+	p.metrics.publishFailures.Inc()
+	p.warnRateLimited(err, ev)
+	if p.stopped {
+		return
+	}
+	p.backoffs[ev] = time.AfterFunc(p.opts.Retry.Delay(ev.attempts-1), func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if _, ok := p.backoffs[ev]; !ok || p.stopped {
+			return
+		}
+		delete(p.backoffs, ev)
+		p.sendLocked(ev)
+	})
 }
 
 // Pending returns the number of events waiting for their ack.
@@ -128,90 +235,31 @@ func (p *Publisher) Healthy() bool { return p.failing.Load() == 0 }
 
 // Checkpoint returns a stream sequence C such that every event this
 // publisher stored with a sequence <= C was acknowledged before the call.
-// An event still in flight was first sent after its sender saw highAcked =
-// floor-1, and the server stores messages in order, so it lands above that.
+// An event not yet acknowledged was first sent after the publisher had seen
+// the ack of sequence floor-1, and the server stores in order, so it lands
+// above that.
 func (p *Publisher) Checkpoint() uint64 {
 	c := p.highAcked.Load()
-	for i := range p.floors {
-		if f := p.floors[i].Load(); f != 0 && f-1 < c {
-			c = f - 1
-		}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, ev := range p.inFlight {
+		c = min(c, ev.floor-1)
+	}
+	for ev := range p.backoffs {
+		c = min(c, ev.floor-1)
 	}
 	return c
 }
 
-func (p *Publisher) sender(ctx context.Context, slot int) {
-	defer p.wg.Done()
-	for {
-		var ev *Event
-		select {
-		case ev = <-p.ready:
-		case <-ctx.Done():
-			return
-		}
-		for ev != nil {
-			p.floors[slot].Store(p.highAcked.Load() + 1)
-			ack, err := p.sendUntilAcked(ctx, ev)
-			p.floors[slot].Store(0)
-			if err != nil {
-				return // ctx ended; the event stays pending and uncommitted
-			}
-			for {
-				cur := p.highAcked.Load()
-				if ack.Sequence <= cur || p.highAcked.CompareAndSwap(cur, ack.Sequence) {
-					break
-				}
-			}
-			<-p.slots
-			p.metrics.pending.Dec()
-			p.metrics.published.WithLabelValues(ev.Type, boolLabel(ack.Duplicate)).Inc()
-			p.metrics.publishLatency.Observe(time.Since(ev.ObservedAt).Seconds())
-			ev = p.tracker.Acked(ev, ack.Sequence)
-		}
-	}
-}
-
-// sendUntilAcked publishes ev until JetStream acknowledges it or ctx ends.
-func (p *Publisher) sendUntilAcked(ctx context.Context, ev *Event) (*jetstream.PubAck, error) {
-	for attempt := 0; ; attempt++ {
-		ack, err := p.sendOnce(ctx, ev)
-		if err == nil {
-			if p.failing.Swap(0) > 0 {
-				p.log.Info().Str("job", ev.Job.String()).Msg("publishing to JetStream works again")
-			}
-			return ack, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		p.failing.Add(1)
-		p.metrics.publishFailures.Inc()
-		p.warnRateLimited(err, ev)
-		if err := backoff.Sleep(ctx, p.opts.Retry.Delay(attempt)); err != nil {
-			return nil, err
-		}
-	}
-}
-
-func (p *Publisher) sendOnce(ctx context.Context, ev *Event) (*jetstream.PubAck, error) {
-	// A fresh message per attempt: nats.go sets Reply on the one it sends
-	// and refuses to send a message whose Reply is already set.
-	msg := &nats.Msg{Subject: ev.Msg.Subject, Header: ev.Msg.Header, Data: ev.Msg.Data}
-	fut, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.ID))
-	if err != nil {
-		return nil, fmt.Errorf("publish %s: %w", ev.Subject, err)
-	}
-	timer := time.NewTimer(p.opts.AckTimeout)
-	defer timer.Stop()
-	select {
-	case ack := <-fut.Ok():
-		return ack, nil
-	case err := <-fut.Err():
-		return nil, fmt.Errorf("publish %s: %w", ev.Subject, err)
-	case <-timer.C:
-		return nil, fmt.Errorf("publish %s: no PubAck within %s: %w", ev.Subject, p.opts.AckTimeout, jetstream.ErrAsyncPublishTimeout)
-	case <-ctx.Done():
-		return nil, ctx.Err()
+// Stop ends sending: nothing more is sent or resent. Events not yet
+// acknowledged stay uncommitted and are detected again after a restart.
+func (p *Publisher) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped = true
+	for ev, t := range p.backoffs {
+		t.Stop()
+		delete(p.backoffs, ev)
 	}
 }
 
@@ -234,7 +282,7 @@ func (p *Publisher) warnRateLimited(err error, ev *Event) {
 
 // Drain waits until nothing is pending or ctx ends.
 func (p *Publisher) Drain(ctx context.Context) error {
-	t := time.NewTicker(10 * time.Millisecond)
+	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for p.Pending() > 0 {
 		select {

@@ -139,7 +139,7 @@ func ValidateName(what, name string) error {
 		return fmt.Errorf("%s name %q is longer than %d bytes", what, name, MaxNameBytes)
 	}
 	for _, r := range name {
-		if r < 0x21 || r == 0x7f || !utf8.ValidRune(r) || r == utf8.RuneError {
+		if r < 0x21 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == utf8.RuneError {
 			return fmt.Errorf("%s name %q holds a space, control character or invalid UTF-8; use letters, digits and '-'", what, name)
 		}
 	}
@@ -235,7 +235,13 @@ func (s Subjects) Parse(subject string) (job JobRef, eventToken string, err erro
 	}
 	fields := []*string{&job.Vendor, &job.Instance, nil, &job.ID, &job.Task}
 	for i, p := range parts {
+		if p == "" {
+			return JobRef{}, "", fmt.Errorf("subject %q: token %d is empty", subject, i+1)
+		}
 		if i == 2 {
+			if !validEventToken(p) {
+				return JobRef{}, "", fmt.Errorf("subject %q: %q is not a state or event kind", subject, p)
+			}
 			eventToken = p
 			continue
 		}
@@ -246,4 +252,15 @@ func (s Subjects) Parse(subject string) (job JobRef, eventToken string, err erro
 		*fields[i] = v
 	}
 	return job, eventToken, nil
+}
+
+func validEventToken(t string) bool {
+	if State(t).Valid() {
+		return true
+	}
+	switch EventKind(t) {
+	case KindProgress, KindVanished, KindStalled, KindDeadlineMissed:
+		return true
+	}
+	return false
 }

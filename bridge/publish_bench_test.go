@@ -1,0 +1,172 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jobbridge/jobbridge/bridge/natsconn/natstest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// BenchmarkPublishPath measures transitions per second from the tracker to
+// the JetStream ack (detect, encode as a CloudEvent, per-job ordered async
+// publish, commit; the KV snapshotter running beside it) and, in the same
+// run against the same server, a bare nats.go JetStream async publish of the
+// identical messages with the same Nats-Msg-Ids and in-flight bound. Rounds
+// alternate so that drift in the machine affects both sides alike. Reported:
+// events/s of each side and their ratio (target >= 0.8).
+func BenchmarkPublishPath(b *testing.B) {
+	const (
+		jobs     = 5000
+		steps    = 4 // transitions per job: pending, running, running(paused), succeeded
+		inFlight = 1024
+		rounds   = 3
+	)
+	srv := natstest.RunServer(b, natstest.Options{})
+	nc, err := nats.Connect(srv.ClientURL()) // TCP: the in-process pipe is slower
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := context.Background()
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "BENCH_STATE", History: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc, _ := NewEncoder(EncoderOptions{Subjects: Subjects{Prefix: "jobs"}, RawCap: 16 << 10})
+	script := []struct {
+		state  State
+		native string
+	}{{StatePending, "READY"}, {StateRunning, "ASSIGNED"}, {StateRunning, "PAUSED"}, {StateSucceeded, "COMPLETED"}}
+	raw := []byte(`{"processName":":Demo:Flows:Nightly","name":"Nightly","peerId":"urn:jxta:uuid-5961","startTime":"Mon Nov 23 09:14:02 CST 2026","status":"ASSIGNED","outputParameters":[]}`)
+
+	resetStream := func(tb testing.TB) {
+		_ = js.DeleteStream(ctx, "JOBS")
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "JOBS", Subjects: []string{"jobs.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	observations := func(round int) [][]Observation {
+		out := make([][]Observation, steps)
+		now := time.Now()
+		for s := 0; s < steps; s++ {
+			out[s] = make([]Observation, jobs)
+			for j := 0; j < jobs; j++ {
+				out[s][j] = Observation{
+					Job:   JobRef{Vendor: "tso", Instance: "bench", ID: fmt.Sprintf("r%d-job-%05d", round, j)},
+					State: script[s].state, Native: script[s].native, Raw: raw, ObservedAt: now, Via: DetectedByPoll,
+				}
+			}
+		}
+		return out
+	}
+
+	var ours, bare []float64
+	var bytesPerEvent int
+	for i := 0; i < b.N; i++ {
+		for round := 0; round < rounds; round++ {
+			// Ours.
+			resetStream(b)
+			obs := observations(2*round + i*100)
+			tr := NewTracker()
+			pub, err := NewPublisherJS(nc, tr, PublisherOptions{MaxInFlight: inFlight, MaxPending: 10000}, zerolog.Nop(), NewMetrics(nil))
+			if err != nil {
+				b.Fatal(err)
+			}
+			snap := &snapshotter{js: js, kv: kv, bucket: "BENCH_STATE", stream: "JOBS", tracker: tr, pub: pub, log: zerolog.Nop(), metrics: pub.metrics}
+			pctx, stop := context.WithCancel(ctx)
+			snapDone := make(chan struct{})
+			go func() {
+				defer close(snapDone)
+				t := time.NewTicker(time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-pctx.Done():
+						return
+					case <-t.C:
+						_ = snap.flush(pctx)
+					}
+				}
+			}()
+			start := time.Now()
+			var sample []byte
+			for s := 0; s < steps; s++ {
+				for j := range obs[s] {
+					for _, c := range tr.Detect(&obs[s][j], DetectOptions{}) {
+						ev, err := enc.Encode(&c)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if sample == nil {
+							sample = ev.Msg.Data
+						}
+						if err := pub.Submit(ctx, ev); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			}
+			for pub.Pending() > 0 {
+				time.Sleep(200 * time.Microsecond)
+			}
+			elapsed := time.Since(start)
+			stop()
+			<-snapDone
+			pub.Stop()
+			ours = append(ours, float64(jobs*steps)/elapsed.Seconds())
+			bytesPerEvent = len(sample)
+
+			// Bare nats.go on identical messages (encoded before timing).
+			resetStream(b)
+			obs = observations(2*round + 1 + i*100)
+			tr = NewTracker()
+			var msgs []*nats.Msg
+			var ids []string
+			for s := 0; s < steps; s++ {
+				for j := range obs[s] {
+					for _, c := range tr.Detect(&obs[s][j], DetectOptions{}) {
+						ev, _ := enc.Encode(&c)
+						tr.Enqueue(ev)
+						tr.Acked(ev, 0)
+						msgs = append(msgs, ev.Msg)
+						ids = append(ids, ev.ID)
+					}
+				}
+			}
+			rjs, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(inFlight))
+			start = time.Now()
+			for k, m := range msgs {
+				if _, err := rjs.PublishMsgAsync(m, jetstream.WithMsgID(ids[k]), jetstream.WithStallWait(time.Minute)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			select {
+			case <-rjs.PublishAsyncComplete():
+			case <-time.After(time.Minute):
+				b.Fatal("raw publish did not complete")
+			}
+			elapsed = time.Since(start)
+			bare = append(bare, float64(len(msgs))/elapsed.Seconds())
+		}
+	}
+	mo, mb := median(ours), median(bare)
+	b.ReportMetric(mo, "events/s")
+	b.ReportMetric(mb, "raw-events/s")
+	b.ReportMetric(mo/mb, "ratio")
+	b.ReportMetric(float64(bytesPerEvent), "bytes/event")
+	b.Logf("publish path: ours %.0f events/s, raw nats.go %.0f msgs/s, ratio %.2f (median of %d alternating rounds of %d events, %d B each)",
+		mo, mb, mo/mb, len(ours), jobs*steps, bytesPerEvent)
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
