@@ -67,6 +67,10 @@ type Instance struct {
 	Recurring bool
 	// Labels are added to every event of this instance (a watch's own labels win).
 	Labels map[string]string
+	// Discover, when the poller is a Discoverer, watches every job it lists,
+	// every DiscoverInterval (default 1m).
+	Discover         bool
+	DiscoverInterval time.Duration
 	// OnTerminal, if set, runs after a job's terminal event is acknowledged
 	// (the HMC poller deletes the finished job's status there).
 	OnTerminal func(ctx context.Context, job JobRef)
@@ -325,6 +329,17 @@ func (b *Bridge) Run(ctx context.Context) error {
 		defer bg.Done()
 		b.snapshotLoop(ctx)
 	}()
+	for _, in := range b.opts.Instances {
+		d, ok := in.Poller.(Discoverer)
+		if !in.Discover || !ok {
+			continue
+		}
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			b.discoverLoop(ctx, in, d)
+		}()
+	}
 	close(b.ready)
 	b.log.Info().Int("watches", b.sched.size()).Int("instances", len(b.opts.Instances)).Msg("bridge running")
 
@@ -678,4 +693,51 @@ func (b *Bridge) CheckInstance(vendor, instance string) error {
 		names = append(names, in.Vendor+"/"+in.Name)
 	}
 	return fmt.Errorf("no instance %s/%s is configured; configured: %v", vendor, instance, names)
+}
+
+// discoverLoop registers every job a vendor lists. Jobs that disappear from
+// the list are not removed here: their watch ends through the vanished or
+// terminal path, after their last event.
+func (b *Bridge) discoverLoop(ctx context.Context, in Instance, d Discoverer) {
+	every := in.DiscoverInterval
+	if every <= 0 {
+		every = time.Minute
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ids, err := d.Discover(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				b.log.Warn().Err(err).Str("vendor", in.Vendor).Str("instance", in.Name).Msg("job discovery failed; retrying next round")
+			}
+		}
+		added := 0
+		for _, id := range ids {
+			if ctx.Err() != nil {
+				return
+			}
+			w := Watch{Vendor: in.Vendor, Instance: in.Name, Job: id, Origin: "discovery"}
+			b.mu.Lock()
+			_, known := b.watches[w.Ref().Key()]
+			b.mu.Unlock()
+			if known {
+				continue
+			}
+			if _, created, err := b.registry.Add(ctx, w); err != nil {
+				b.log.Warn().Err(err).Str("job", w.Ref().String()).Msg("discovered job not registered")
+			} else if created {
+				added++
+			}
+		}
+		if added > 0 {
+			b.log.Info().Str("vendor", in.Vendor).Str("instance", in.Name).Int("added", added).Msg("discovered jobs")
+		}
+		t.Reset(every)
+	}
 }

@@ -164,3 +164,27 @@ func TestHintPollsAtOnce(t *testing.T) {
 	assert.Less(t, time.Since(start), 2*time.Second)
 	assert.False(t, h.b.Hint(bridge.JobRef{Vendor: "fake", Instance: "test", ID: "unwatched"}))
 }
+
+type discoveringPoller struct {
+	*bridgetest.Poller
+	ids []string
+}
+
+func (d discoveringPoller) Discover(context.Context) ([]string, error) { return d.ids, nil }
+
+func TestDiscoveryWatchesListedJobs(t *testing.T) {
+	s := natstest.RunServer(t, natstest.Options{})
+	nc := natstest.Connect(t, s)
+	p := bridgetest.NewPoller()
+	p.Set("d1", bridge.StateRunning, "RUNNING")
+	p.Set("d.2", bridge.StatePending, "WAITING")
+	dp := discoveringPoller{Poller: p, ids: []string{"d1", "d.2"}}
+	h := startBridge(t, nc, p, func(o *bridge.Options) {
+		o.Instances = []bridge.Instance{{Vendor: "fake", Name: "test", Poller: dp, Discover: true, DiscoverInterval: 50 * time.Millisecond}}
+	})
+	waitEvents(t, h.js, "d1", 1)
+	waitEvents(t, h.js, "d.2", 1)
+	w, err := h.b.Registry().Get(context.Background(), bridge.JobRef{Vendor: "fake", Instance: "test", ID: "d.2"})
+	require.NoError(t, err)
+	assert.Equal(t, "discovery", w.Origin)
+}
