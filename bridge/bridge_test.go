@@ -12,81 +12,29 @@ import (
 	"github.com/jobbridge/jobbridge/bridge/natsconn/natstest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// fastSchedule polls every 20ms so tests see changes quickly.
-func fastSchedule() bridge.ScheduleOptions {
-	return bridge.ScheduleOptions{
-		Interval: 20 * time.Millisecond, FastInterval: 20 * time.Millisecond, IdleInterval: 20 * time.Millisecond,
-		RetainAfterTerminal: time.Hour, Workers: 8,
-	}
-}
-
+// harness adapts bridgetest.Harness to these tests' single fake instance.
 type harness struct {
+	*bridgetest.Harness
 	t      *testing.T
-	nc     *nats.Conn
 	js     jetstream.JetStream
-	poller *bridgetest.Poller
 	b      *bridge.Bridge
-	cancel context.CancelFunc
-	done   chan error
+	poller *bridgetest.Poller
 }
 
 func startBridge(t *testing.T, nc *nats.Conn, poller *bridgetest.Poller, mutate func(*bridge.Options)) *harness {
 	t.Helper()
-	opts := bridge.Options{
-		Conn:          nc,
-		Stream:        bridge.StreamOptions{Manage: true, Storage: jetstream.FileStorage},
-		Schedule:      fastSchedule(),
-		FlushInterval: 50 * time.Millisecond,
-		Instances:     []bridge.Instance{{Vendor: "fake", Name: "test", Poller: poller, Concurrency: 4}},
-		Logger:        zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-	}
-	if mutate != nil {
-		mutate(&opts)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	b, err := bridge.New(ctx, opts)
-	require.NoError(t, err)
-	h := &harness{t: t, nc: nc, poller: poller, b: b, cancel: cancel, done: make(chan error, 1)}
-	h.js, _ = jetstream.New(nc)
-	go func() { h.done <- b.Run(ctx) }()
-	select {
-	case <-b.Ready():
-	case err := <-h.done:
-		t.Fatalf("bridge stopped before ready: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("bridge not ready in 10s")
-	}
-	t.Cleanup(h.stop)
-	return h
+	hh := bridgetest.StartBridge(t, nc, []bridge.Instance{{Vendor: "fake", Name: "test", Poller: poller, Concurrency: 4}}, mutate)
+	return &harness{Harness: hh, t: t, js: hh.JS, b: hh.Bridge, poller: poller}
 }
 
-func (h *harness) stop() {
-	h.cancel()
-	select {
-	case err := <-h.done:
-		if err != nil {
-			h.t.Errorf("bridge Run: %v", err)
-		}
-		h.done <- nil // later stops return at once
-	case <-time.After(20 * time.Second):
-		h.t.Error("bridge did not stop within 20s")
-	}
-}
+func (h *harness) stop()           { h.Stop() }
+func (h *harness) watch(id string) { h.Watch("fake", "test", id) }
 
-func (h *harness) watch(id string) {
-	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, _, err := h.b.Registry().Add(ctx, bridge.Watch{Vendor: "fake", Instance: "test", Job: id})
-	require.NoError(h.t, err)
-}
-
-// eventsFor returns the stream's events of one job, in stream order.
+// eventsFor returns the stream's events of one job, schema-checked, in order.
 func eventsFor(t *testing.T, js jetstream.JetStream, id string) []bridgetest.Received {
 	var out []bridgetest.Received
 	for _, r := range bridgetest.ReadStream(t, js, "JOBS") {
@@ -97,13 +45,7 @@ func eventsFor(t *testing.T, js jetstream.JetStream, id string) []bridgetest.Rec
 	return out
 }
 
-func states(rs []bridgetest.Received) []string {
-	out := make([]string, len(rs))
-	for i, r := range rs {
-		out[i] = string(r.Data.Kind) + ":" + string(r.Data.State)
-	}
-	return out
-}
+func states(rs []bridgetest.Received) []string { return bridgetest.Summary(rs) }
 
 func waitEvents(t *testing.T, js jetstream.JetStream, id string, n int) []bridgetest.Received {
 	t.Helper()
@@ -128,7 +70,8 @@ func TestTransitionsArePublishedInOrderWithContract(t *testing.T) {
 	p.Set("job.1 *>", bridge.StateRunning, "PAUSED") // native change, same canonical state
 	waitEvents(t, h.js, "job.1 *>", 3)
 	p.Set("job.1 *>", bridge.StateSucceeded, "COMPLETED")
-	got := waitEvents(t, h.js, "job.1 *>", 4)
+	waitEvents(t, h.js, "job.1 *>", 4)
+	got := h.EventsFor("job.1 *>") // schema-validated
 
 	assert.Equal(t, []string{"transition:pending", "transition:running", "transition:running", "transition:succeeded"}, states(got))
 	ids := map[string]bool{}
