@@ -212,7 +212,8 @@ var extensionName = regexp.MustCompile(`^[a-z0-9]{1,20}$`)
 type EncoderOptions struct {
 	Subjects Subjects
 	Mode     WireMode
-	// RawCap caps the raw vendor payload carried in data, in bytes.
+	// RawCap caps the raw vendor payload carried in data, in bytes; a
+	// negative cap leaves the payload out.
 	RawCap int
 }
 
@@ -232,9 +233,6 @@ func NewEncoder(opts EncoderOptions) (*Encoder, error) {
 	case WireStructured, WireBinary:
 	default:
 		return nil, fmt.Errorf("wire mode %q: use %q or %q", opts.Mode, WireStructured, WireBinary)
-	}
-	if opts.RawCap < 0 {
-		return nil, fmt.Errorf("raw payload cap %d is negative", opts.RawCap)
 	}
 	for _, n := range []string{ExtSequence, ExtVendor, ExtInstance, ExtState, ExtPartitionKey} {
 		if !extensionName.MatchString(n) {
@@ -384,7 +382,7 @@ func subjectAttr(job JobRef) string {
 }
 
 func (e *Encoder) attachRaw(d *EventData, raw []byte) {
-	if len(raw) == 0 || e.opts.RawCap == 0 {
+	if len(raw) == 0 || e.opts.RawCap <= 0 {
 		return
 	}
 	d.RawBytes = len(raw)

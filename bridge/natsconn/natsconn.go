@@ -160,7 +160,10 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.RetryOnFailedConnect(true),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err == nil || nc.IsClosed() || nc.IsDraining() {
+				return // an orderly close, not a loss
+			}
 			log.Warn().Err(err).Msg("NATS connection lost; reconnecting")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
