@@ -192,20 +192,23 @@ loading:
 	if err != nil {
 		return st, fmt.Errorf("replay stream %s from %d: %w", s.stream, from, err)
 	}
-	for {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+	// Ask for exactly what is left up to the last sequence known at start:
+	// a batch larger than what the stream holds would wait out its timeout.
+	next := from
+	for next <= last {
+		want := int(min(last-next+1, 1000))
+		batch, err := cons.Fetch(want, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			return st, fmt.Errorf("replay stream %s: %w", s.stream, err)
 		}
 		got := 0
-		var seq uint64
 		for m := range batch.Messages() {
 			got++
 			md, err := m.Metadata()
 			if err != nil {
 				continue
 			}
-			seq = md.Sequence.Stream
+			next = md.Sequence.Stream + 1
 			st.Replayed++
 			if s.replayOne(subjects, m.Subject(), m.Headers(), md) {
 				st.Applied++
@@ -214,8 +217,8 @@ loading:
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return st, fmt.Errorf("replay stream %s: %w", s.stream, err)
 		}
-		if seq >= last || got == 0 {
-			break
+		if got == 0 {
+			break // messages expired meanwhile; nothing more to read
 		}
 	}
 	st.Took = time.Since(start)
