@@ -741,3 +741,17 @@ func (b *Bridge) discoverLoop(ctx context.Context, in Instance, d Discoverer) {
 		t.Reset(every)
 	}
 }
+
+// WatchesOf returns the current watches of one instance (a snapshot), for
+// notifiers that subscribe per job.
+func (b *Bridge) WatchesOf(vendor, instance string) []Watch {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []Watch
+	for _, w := range b.watches {
+		if w.Vendor == vendor && w.Instance == instance {
+			out = append(out, w)
+		}
+	}
+	return out
+}

@@ -56,6 +56,10 @@ type Watch struct {
 	Deadline *time.Time `json:"deadline,omitempty"`
 	// Labels are copied into every event's data.
 	Labels map[string]string `json:"labels,omitempty"`
+	// VendorOptions carry what one vendor needs per job, e.g. the HMC
+	// notification topic of the session that started the job
+	// ("notifyTopic"), since the HMC pushes a completion only there.
+	VendorOptions map[string]string `json:"vendorOptions,omitempty"`
 	// Origin says who added it: config, api, cli or discovery.
 	Origin  string    `json:"origin,omitempty"`
 	AddedAt time.Time `json:"addedAt"`
@@ -84,6 +88,14 @@ func (w Watch) Validate() error {
 	if len(w.Labels) > MaxLabels {
 		return fmt.Errorf("%d labels: at most %d are allowed", len(w.Labels), MaxLabels)
 	}
+	if len(w.VendorOptions) > MaxLabels {
+		return fmt.Errorf("%d vendor options: at most %d are allowed", len(w.VendorOptions), MaxLabels)
+	}
+	for k, v := range w.VendorOptions {
+		if k == "" || len(k) > MaxLabelBytes || len(v) > MaxLabelBytes {
+			return fmt.Errorf("vendor option %q: keys must be 1-%d bytes and values at most %d bytes", truncate(k, 40), MaxLabelBytes, MaxLabelBytes)
+		}
+	}
 	for k, v := range w.Labels {
 		if k == "" || len(k) > MaxLabelBytes || len(v) > MaxLabelBytes {
 			return fmt.Errorf("label %q: keys must be 1-%d bytes and values at most %d bytes", truncate(k, 40), MaxLabelBytes, MaxLabelBytes)
@@ -103,7 +115,7 @@ func truncate(s string, n int) string {
 func (w Watch) sameOptions(o Watch) bool {
 	return w.Interval == o.Interval && w.StalledAfter == o.StalledAfter &&
 		((w.Deadline == nil && o.Deadline == nil) || (w.Deadline != nil && o.Deadline != nil && w.Deadline.Equal(*o.Deadline))) &&
-		maps.Equal(w.Labels, o.Labels)
+		maps.Equal(w.Labels, o.Labels) && maps.Equal(w.VendorOptions, o.VendorOptions)
 }
 
 // Registry stores watches in a JetStream KV bucket, so that registrations

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jobbridge/jobbridge/bridge"
 	"github.com/jobbridge/jobbridge/bridge/config"
+	"github.com/jobbridge/jobbridge/pollers/helix"
+	"github.com/jobbridge/jobbridge/pollers/hmc"
 	"github.com/jobbridge/jobbridge/pollers/pollkit"
 	"github.com/jobbridge/jobbridge/pollers/tso"
 )
@@ -21,6 +23,10 @@ func factory(vendor string) (pollkit.Factory, bool) {
 	switch vendor {
 	case tso.Vendor:
 		return tso.FromConfig, true
+	case helix.Vendor:
+		return helix.FromConfig, true
+	case hmc.Vendor:
+		return hmc.FromConfig, true
 	}
 	return nil, false
 }
