@@ -151,8 +151,8 @@ type Schedule struct {
 	Jitter float64 `yaml:"jitter"`
 	// ErrorBackoffMax caps the back-off after failed polls.
 	ErrorBackoffMax Duration `yaml:"errorBackoffMax"`
-	// RetainAfterTerminal keeps polling a finished job this long, to see a
-	// late correction by the vendor, before the watch ends.
+	// RetainAfterTerminal keeps a finished job's watch (not polled any more)
+	// this long before removing it, so a status view or a re-add still finds it.
 	RetainAfterTerminal Duration `yaml:"retainAfterTerminal"`
 	// StalledAfter emits a stalled event when a running job has not changed
 	// for this long; 0 turns it off.

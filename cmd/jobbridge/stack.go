@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jobbridge/jobbridge/bridge"
+	"github.com/jobbridge/jobbridge/bridge/backoff"
 	"github.com/jobbridge/jobbridge/bridge/config"
 	"github.com/jobbridge/jobbridge/bridge/natsconn"
 	"github.com/jobbridge/jobbridge/pollers/pollkit"
@@ -105,7 +106,8 @@ func startStack(ctx context.Context, cfg *config.Config, log zerolog.Logger, so 
 		Schedule: bridge.ScheduleOptions{Interval: cfg.Schedule.Interval.Std(), FastInterval: cfg.Schedule.FastInterval.Std(),
 			FastFor: cfg.Schedule.FastFor.Std(), IdleAfter: cfg.Schedule.IdleAfter.Std(), IdleInterval: cfg.Schedule.IdleInterval.Std(),
 			Jitter: cfg.Schedule.Jitter, RetainAfterTerminal: cfg.Schedule.RetainAfterTerminal.Std(),
-			StalledAfter: cfg.Schedule.StalledAfter.Std(), Workers: cfg.Schedule.Workers},
+			StalledAfter: cfg.Schedule.StalledAfter.Std(), Workers: cfg.Schedule.Workers,
+			ErrorBackoff: backoff.Policy{Initial: time.Second, Max: cfg.Schedule.ErrorBackoffMax.Std(), Multiplier: 2, Jitter: 0.2}},
 		Encoding:       bridge.EncoderOptions{Mode: bridge.WireMode(cfg.Publish.Mode), RawCap: rawCap},
 		Instances:      instances,
 		InitialWatches: append(registry.InitialWatches(cfg.Instances), so.extraWatches...),
