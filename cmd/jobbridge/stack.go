@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -148,8 +149,15 @@ func (s *stack) serveHTTP() error {
 	if err != nil {
 		return fmt.Errorf("http.listen %s: %w", s.cfg.HTTP.Listen, err)
 	}
+	token := bridge.Secret{}
+	if !s.cfg.HTTP.Token.IsZero() {
+		if token, err = s.cfg.HTTP.Token.Resolve(lookupEnv); err != nil {
+			ln.Close()
+			return fmt.Errorf("http.token: %w", err)
+		}
+	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", requireToken(token, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := s.ready(); err != nil {
@@ -158,7 +166,7 @@ func (s *stack) serveHTTP() error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.httpSrv = &http.Server{Handler: http.MaxBytesHandler(mux, 1<<20), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
 	go func() {
 		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error().Err(err).Msg("metrics and health endpoint stopped")
@@ -201,4 +209,21 @@ func (s *stack) close() {
 		s.embedded.WaitForShutdown()
 		_ = os.Remove(filepath.Join(s.cfg.DataDir, urlFile))
 	}
+}
+
+// requireToken guards a handler with a bearer token when one is configured.
+// Health endpoints stay open: probes carry no credentials.
+func requireToken(token bridge.Secret, h http.Handler) http.Handler {
+	if token.IsZero() {
+		return h
+	}
+	want := []byte("Bearer " + token.Reveal())
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="jobbridge"`)
+			http.Error(w, "missing or wrong bearer token (http.token)", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
