@@ -53,12 +53,27 @@ func eventTestEncode(t *testing.T, enc *bridge.Encoder, c *bridge.Change) *bridg
 	return ev
 }
 
+// A negative raw cap leaves the vendor payload out (config rawPayloadCap: 0).
+func TestNegativeRawCapOmitsPayload(t *testing.T) {
+	enc, err := bridge.NewEncoder(bridge.EncoderOptions{Subjects: bridge.Subjects{Prefix: "jobs"}, RawCap: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := eventTestChange()
+	c.Obs.Raw = []byte(`{"status":"x"}`)
+	ev := eventTestEncode(t, enc, c)
+	for _, k := range []string{`"raw"`, `"rawText"`, `"rawBytes"`} {
+		if strings.Contains(string(ev.Msg.Data), k) {
+			t.Errorf("payload kept (%s) with a negative cap: %s", k, ev.Msg.Data)
+		}
+	}
+}
+
 func TestNewEncoderRejects(t *testing.T) {
 	for name, opts := range map[string]bridge.EncoderOptions{
 		"empty prefix":  {},
 		"wildcard":      {Subjects: bridge.Subjects{Prefix: "jobs.*"}},
 		"unknown mode":  {Subjects: bridge.Subjects{Prefix: "jobs"}, Mode: "batch"},
-		"negative cap":  {Subjects: bridge.Subjects{Prefix: "jobs"}, RawCap: -1},
 		"trailing dot":  {Subjects: bridge.Subjects{Prefix: "jobs."}},
 		"space in name": {Subjects: bridge.Subjects{Prefix: "my jobs"}},
 	} {

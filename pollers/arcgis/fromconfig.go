@@ -60,7 +60,7 @@ func FromConfig(_ context.Context, inst config.Instance, deps pollkit.Deps) (bri
 		Instance: inst.Name, Flavor: flavor, BaseURL: inst.URL, JobsPath: co.JobsPath,
 		Username: a.Username, Password: pw, TokenURL: co.TokenURL, Referer: co.Referer,
 		TokenExpiration: co.TokenExpiration.Std(), Token: tok,
-		HTTP: pollkit.ClientOptionsFor(inst, deps.Logger), Logger: deps.Logger,
+		HTTP: pollkit.ClientOptionsWith(inst, deps), Logger: deps.Logger,
 	})
 	if err != nil {
 		return bridge.Instance{}, err

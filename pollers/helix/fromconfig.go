@@ -68,7 +68,7 @@ func FromConfig(_ context.Context, inst config.Instance, deps pollkit.Deps) (bri
 		Instance: inst.Name, BaseURL: inst.URL, LoginURL: co.LoginURL,
 		AccessKey: inst.Auth.AccessKey, SecretKey: secret, TenantID: co.TenantID, APIToken: token,
 		TokenLifetime: co.TokenLifetime.Std(), NameFilter: filter,
-		HTTP: pollkit.ClientOptionsFor(inst, deps.Logger), Logger: deps.Logger,
+		HTTP: pollkit.ClientOptionsWith(inst, deps), Logger: deps.Logger,
 	})
 	if err != nil {
 		return bridge.Instance{}, err

@@ -47,7 +47,7 @@ func FromConfig(_ context.Context, inst config.Instance, deps pollkit.Deps) (bri
 	}
 	p, err := New(Options{
 		Instance: inst.Name, BaseURL: inst.URL, UserID: inst.Auth.Username, Password: pw,
-		HTTP: pollkit.ClientOptionsFor(inst, deps.Logger), Logger: deps.Logger,
+		HTTP: pollkit.ClientOptionsWith(inst, deps), Logger: deps.Logger,
 		DeleteCompleted: co.DeleteCompleted, Notifications: mode, STOMPPort: co.StompPort,
 	})
 	if err != nil {

@@ -71,6 +71,10 @@ type ClientOptions struct {
 	// Classify decides whether a response is retried; nil means
 	// DefaultClassify. A Request may override it.
 	Classify Classifier
+	// WrapTransport, when set, wraps the TLS-configured transport: a hook
+	// for observing the exact requests (benchmarks record them to replay
+	// with a bare client), in the style of httptest.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// UserAgent is sent on every request.
 	UserAgent string
 	// Logger receives the TLS warning and retry notes (debug level).
@@ -176,10 +180,14 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc
 	tr.MaxIdleConnsPerHost = opts.MaxConcurrent
+	var rt http.RoundTripper = tr
+	if opts.WrapTransport != nil {
+		rt = opts.WrapTransport(tr)
+	}
 	c := &Client{
 		base: base,
 		hc: &http.Client{
-			Transport: tr,
+			Transport: rt,
 			// Redirects are not followed: a custom auth header would go
 			// along to wherever the Location points, and a redirect is
 			// usually an SSO login page the user should hear about.

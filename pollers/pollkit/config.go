@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/jobbridge/jobbridge/bridge"
@@ -17,6 +18,8 @@ type Deps struct {
 	// Env looks up environment variables (secrets); nil means none.
 	Env    func(string) (string, bool)
 	Logger zerolog.Logger
+	// WrapTransport is copied into every vendor client (see ClientOptions).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Factory turns one configured instance into a bridge.Instance. Each vendor
@@ -27,6 +30,13 @@ type Factory func(ctx context.Context, inst config.Instance, deps Deps) (bridge.
 // timeout, body cap, concurrency, rate limit) onto ClientOptions, so no
 // vendor factory repeats it.
 func ClientOptionsFor(inst config.Instance, log zerolog.Logger) ClientOptions {
+	return ClientOptionsWith(inst, Deps{Logger: log})
+}
+
+// ClientOptionsWith is ClientOptionsFor with every factory dependency
+// applied (the transport hook among them).
+func ClientOptionsWith(inst config.Instance, deps Deps) ClientOptions {
+	log := deps.Logger
 	return ClientOptions{
 		BaseURL:            inst.URL,
 		CAFile:             inst.TLS.CAFile,
@@ -38,6 +48,7 @@ func ClientOptionsFor(inst config.Instance, log zerolog.Logger) ClientOptions {
 		MaxConcurrent:      inst.Concurrency,
 		RateLimit:          inst.RateLimit,
 		UserAgent:          "jobbridge",
+		WrapTransport:      deps.WrapTransport,
 		Logger:             log.With().Str("vendor", inst.Vendor).Str("instance", inst.Name).Logger(),
 	}
 }

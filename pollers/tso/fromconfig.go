@@ -35,7 +35,7 @@ func FromConfig(_ context.Context, inst config.Instance, deps pollkit.Deps) (bri
 	}
 	p, err := New(Options{
 		Instance: inst.Name, BaseURL: inst.URL, Username: inst.Auth.Username, Password: pw,
-		HTTP: pollkit.ClientOptionsFor(inst, deps.Logger), Logger: deps.Logger, Zone: zone,
+		HTTP: pollkit.ClientOptionsWith(inst, deps), Logger: deps.Logger, Zone: zone,
 	})
 	if err != nil {
 		return bridge.Instance{}, err
