@@ -111,9 +111,7 @@ type Bridge struct {
 	metrics  *Metrics
 	subjects Subjects
 
-	mu      sync.Mutex
-	watches map[string]Watch
-	ready   chan struct{}
+	ready chan struct{}
 }
 
 // New prepares a bridge: checks options, creates or checks the stream and
@@ -163,7 +161,7 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 	b := &Bridge{
 		opts: opts, log: opts.Logger, js: js, encoder: enc,
 		tracker: NewTracker(), metrics: NewMetrics(opts.Registerer), subjects: subjects,
-		watches: make(map[string]Watch), ready: make(chan struct{}),
+		ready: make(chan struct{}),
 	}
 	if err := b.setupStorage(ctx); err != nil {
 		return nil, err
@@ -424,17 +422,14 @@ func (b *Bridge) applyRegistryEntry(ctx context.Context, e jetstream.KeyValueEnt
 		return
 	}
 	if e.Operation() != jetstream.KeyValuePut {
-		b.mu.Lock()
-		delete(b.watches, e.Key())
-		b.mu.Unlock()
 		if b.sched.remove(job) {
+			b.metrics.watches.WithLabelValues(job.Vendor, job.Instance).Dec()
 			b.log.Info().Str("job", job.String()).Msg("watch removed")
 		}
 		b.tracker.Forget(job)
 		if err := b.snap.forget(ctx, job); err != nil {
 			b.log.Warn().Err(err).Msg("watch removed")
 		}
-		b.updateWatchGauge()
 		return
 	}
 	var w Watch
@@ -442,27 +437,20 @@ func (b *Bridge) applyRegistryEntry(ctx context.Context, e jetstream.KeyValueEnt
 		b.log.Warn().Err(err).Str("key", e.Key()).Msg("ignoring a corrupt watch registration; remove it with 'jobbridge watch rm'")
 		return
 	}
-	if !b.sched.add(w) {
+	known, created := b.sched.add(w)
+	if !known {
 		b.log.Warn().Str("job", job.String()).Msg("watch names a vendor instance this bridge has no configuration for; add the instance to the config file")
 		return
 	}
-	b.mu.Lock()
-	b.watches[e.Key()] = w
-	b.mu.Unlock()
-	b.updateWatchGauge()
-}
-
-func (b *Bridge) updateWatchGauge() {
-	for k, n := range b.sched.count() {
-		b.metrics.watches.WithLabelValues(k[0], k[1]).Set(float64(n))
+	if created {
+		b.metrics.watches.WithLabelValues(job.Vendor, job.Instance).Inc()
 	}
 }
 
 // pruneUnwatched drops tracker records of jobs no longer watched (left over
 // from replay or from a removal that happened while the bridge was down).
 func (b *Bridge) pruneUnwatched() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	watched := b.sched.keys()
 	for i := range b.tracker.shards {
 		s := &b.tracker.shards[i]
 		s.mu.Lock()
@@ -473,7 +461,7 @@ func (b *Bridge) pruneUnwatched() {
 				job.Task = ""
 				base = job.Key()
 			}
-			if _, ok := b.watches[base]; !ok {
+			if _, ok := watched[base]; !ok {
 				delete(s.jobs, k)
 			}
 		}
@@ -552,7 +540,14 @@ func (b *Bridge) pollEntry(ctx context.Context, e *entry) pollResult {
 	if e.watch.StalledAfter > 0 {
 		stalled = time.Duration(e.watch.StalledAfter)
 	}
+	// A job is finished for polling only when its tasks are too: a task may
+	// still be running when the job's own status turns terminal.
 	res := pollResult{terminal: obs.State.Terminal()}
+	for i := range obs.Tasks {
+		if !obs.Tasks[i].State.Terminal() {
+			res.terminal = false
+		}
+	}
 	changes := b.tracker.Detect(&obs, DetectOptions{Labels: labels, StalledAfter: stalled})
 	for i := range obs.Tasks {
 		t := &obs.Tasks[i]
@@ -723,10 +718,7 @@ func (b *Bridge) discoverLoop(ctx context.Context, in Instance, d Discoverer) {
 				return
 			}
 			w := Watch{Vendor: in.Vendor, Instance: in.Name, Job: id, Origin: "discovery"}
-			b.mu.Lock()
-			_, known := b.watches[w.Ref().Key()]
-			b.mu.Unlock()
-			if known {
+			if b.sched.watched(w.Ref().Key()) {
 				continue
 			}
 			if _, created, err := b.registry.Add(ctx, w); err != nil {
@@ -745,13 +737,8 @@ func (b *Bridge) discoverLoop(ctx context.Context, in Instance, d Discoverer) {
 // WatchesOf returns the current watches of one instance (a snapshot), for
 // notifiers that subscribe per job.
 func (b *Bridge) WatchesOf(vendor, instance string) []Watch {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []Watch
-	for _, w := range b.watches {
-		if w.Vendor == vendor && w.Instance == instance {
-			out = append(out, w)
-		}
+	if b.sched == nil {
+		return nil
 	}
-	return out
+	return b.sched.watchesOf(vendor, instance)
 }

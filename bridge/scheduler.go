@@ -189,19 +189,20 @@ func (s *scheduler) instance(vendor, name string) (*instState, bool) {
 }
 
 // add starts watching a job, or updates its options if it is watched. The
-// first poll is due at once, spread by jitter.
-func (s *scheduler) add(w Watch) bool {
+// first poll is due at once, spread by jitter. It reports whether the
+// job's instance is configured and whether the job was new.
+func (s *scheduler) add(w Watch) (known, created bool) {
 	job := w.Ref()
 	key := job.Key()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	in, ok := s.insts[[2]string{job.Vendor, job.Instance}]
 	if !ok {
-		return false
+		return false, false
 	}
 	if e, ok := s.entries[key]; ok {
 		e.watch = w
-		return true
+		return true, false
 	}
 	now := s.now()
 	e := &entry{job: job, key: key, inst: in, watch: w, idx: -1, lastChange: now}
@@ -211,7 +212,7 @@ func (s *scheduler) add(w Watch) bool {
 	s.entries[key] = e
 	heap.Push(&s.heap, e)
 	s.signal()
-	return true
+	return true, true
 }
 
 // remove stops watching a job. A poll in flight finishes, its result ignored.
@@ -280,16 +281,6 @@ func (s *scheduler) hintInstance(vendor, instance string) int {
 	}
 	s.signal()
 	return n
-}
-
-func (s *scheduler) count() map[[2]string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[[2]string]int)
-	for _, e := range s.entries {
-		out[[2]string{e.job.Vendor, e.job.Instance}]++
-	}
-	return out
 }
 
 func (s *scheduler) size() int {
@@ -488,4 +479,36 @@ func maxDur(a, b time.Duration) time.Duration {
 		return a
 	}
 	return b
+}
+
+// watched reports whether a job key is watched.
+func (s *scheduler) watched(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.entries[key]
+	return ok
+}
+
+// keys returns the set of watched job keys.
+func (s *scheduler) keys() map[string]struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]struct{}, len(s.entries))
+	for k := range s.entries {
+		out[k] = struct{}{}
+	}
+	return out
+}
+
+// watchesOf returns the watches of one instance.
+func (s *scheduler) watchesOf(vendor, instance string) []Watch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Watch
+	for _, e := range s.entries {
+		if e.job.Vendor == vendor && e.job.Instance == instance {
+			out = append(out, e.watch)
+		}
+	}
+	return out
 }

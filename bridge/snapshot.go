@@ -61,6 +61,9 @@ func (s *snapshotter) flush(ctx context.Context) error {
 		return fmt.Errorf("snapshot: %d of %d tracker records not written; they are retried and replay covers them meanwhile", len(failed), len(s.buf))
 	}
 	s.metrics.snapshotWrites.WithLabelValues("ok").Add(float64(len(s.buf)))
+	if cap(s.buf) > 4096 {
+		s.buf = nil // a burst's buffer would otherwise pin its records
+	}
 	if cp <= s.lastCheck {
 		return nil
 	}

@@ -188,3 +188,24 @@ func TestDiscoveryWatchesListedJobs(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "discovery", w.Origin)
 }
+
+func TestTasksStillRunningKeepATerminalJobPolled(t *testing.T) {
+	s := natstest.RunServer(t, natstest.Options{})
+	nc := natstest.Connect(t, s)
+	p := bridgetest.NewPoller()
+	task := func(id string, st bridge.State) bridge.Observation {
+		return bridge.Observation{Job: bridge.JobRef{Task: id}, State: st, Native: string(st)}
+	}
+	p.SetObservation("j", bridge.Observation{State: bridge.StateFailed, Native: "FAILED",
+		Tasks: []bridge.Observation{task("t1", bridge.StateFailed), task("t2", bridge.StateRunning)}})
+	h := startBridge(t, nc, p, nil)
+	h.watch("j")
+	waitEvents(t, h.js, "j", 3)
+	p.SetObservation("j", bridge.Observation{State: bridge.StateFailed, Native: "FAILED",
+		Tasks: []bridge.Observation{task("t1", bridge.StateFailed), task("t2", bridge.StateCanceled)}})
+	got := waitEvents(t, h.js, "j", 4)
+	assert.Equal(t, "transition:canceled/t2", states(got)[3], "a task finishing after its job is still published")
+	polls := p.Polls("j")
+	time.Sleep(150 * time.Millisecond)
+	assert.LessOrEqual(t, p.Polls("j"), polls+1, "once job and tasks are terminal, polling stops")
+}
