@@ -11,8 +11,10 @@ import (
 
 	"github.com/jobbridge/jobbridge/bridge"
 	"github.com/jobbridge/jobbridge/bridge/config"
+	"github.com/jobbridge/jobbridge/pollers/arcgis"
 	"github.com/jobbridge/jobbridge/pollers/helix"
 	"github.com/jobbridge/jobbridge/pollers/hmc"
+	"github.com/jobbridge/jobbridge/pollers/huawei"
 	"github.com/jobbridge/jobbridge/pollers/pollkit"
 	"github.com/jobbridge/jobbridge/pollers/tso"
 )
@@ -27,6 +29,10 @@ func factory(vendor string) (pollkit.Factory, bool) {
 		return helix.FromConfig, true
 	case hmc.Vendor:
 		return hmc.FromConfig, true
+	case huawei.Vendor:
+		return huawei.FromConfig, true
+	case arcgis.Vendor:
+		return arcgis.FromConfig, true
 	}
 	return nil, false
 }
