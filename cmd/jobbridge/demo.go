@@ -36,7 +36,11 @@ type demoSim struct {
 }
 
 func demoVendors() []demoVendor {
-	return []demoVendor{{name: tso.Vendor, start: startTSODemo}}
+	out := []demoVendor{{name: tso.Vendor, start: startTSODemo}}
+	for _, v := range scenarioVendors() {
+		out = append(out, demoVendor{name: v.vendor, start: v.startDemo})
+	}
+	return out
 }
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -143,7 +147,16 @@ func demoJobFeed(ctx context.Context, st *stack, sims []demoSim, every time.Dura
 			return
 		case <-t.C:
 		}
-		s := sims[n%len(sims)]
+		var feeders []demoSim
+		for _, s := range sims {
+			if s.newJob != nil {
+				feeders = append(feeders, s)
+			}
+		}
+		if len(feeders) == 0 {
+			return
+		}
+		s := feeders[n%len(feeders)]
 		id := s.newJob(n)
 		w := bridge.Watch{Vendor: s.instance.Vendor, Instance: s.instance.Name, Job: id, Origin: "demo"}
 		if _, _, err := st.bridge.Registry().Add(ctx, w); err != nil && ctx.Err() == nil {

@@ -36,7 +36,8 @@ func TestDemoShowsEventsWithinSeconds(t *testing.T) {
 		t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())
 	}
 	text := out.String()
-	for _, want := range []string{"→ pending", "→ running", "→ failed", "→ canceled", "→ succeeded", "demo stopped", "ticket 42/rollback?"} {
+	for _, want := range []string{"→ pending", "→ running", "→ failed", "→ canceled", "→ succeeded", "PROGRESS", "demo stopped", "ticket 42/rollback?",
+		"  tso ", "  helix ", "  arcgis ", "  huawei ", "  hmc ", " ▸ "} {
 		if !strings.Contains(text, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, text)
 		}

@@ -117,9 +117,9 @@ func formatEvent(body []byte) string {
 		return "(not a structured CloudEvent: " + err.Error() + ")"
 	}
 	d := ev.Data
-	job := d.Job
+	job := truncateID(d.Job, 24)
 	if d.Task != "" {
-		job += " task " + d.Task
+		job = truncateID(d.Job, 12) + " ▸ " + truncateID(d.Task, 12)
 	}
 	prev := string(d.PreviousState)
 	if prev == "" {
@@ -145,7 +145,7 @@ func formatEvent(body []byte) string {
 		extra += " " + strings.Join(parts, " ")
 	}
 	return fmt.Sprintf("%s  %-6s %-8s %-24s %s  [%s]%s  seq=%d via %s",
-		ev.Time.Local().Format("15:04:05.000"), d.Vendor, d.Instance, truncateID(job, 24), what, native, extra, d.Sequence, d.DetectedBy)
+		ev.Time.Local().Format("15:04:05.000"), d.Vendor, d.Instance, job, what, native, extra, d.Sequence, d.DetectedBy)
 }
 
 func truncateID(s string, n int) string {
