@@ -11,7 +11,7 @@ BENCHTIME ?= 1x
 
 export JOBBRIDGE_IT_NATS_URL
 
-.PHONY: all build test integration bench demo lint fuzz clean help
+.PHONY: all build test integration bench demo lint fuzz clean help js-deps
 
 all: lint test
 
@@ -30,10 +30,15 @@ build:
 demo:
 	$(GO) run ./cmd/jobbridge demo
 
-test:
+# The JavaScript consumer example is tested in `make test`; its packages come
+# from the npm registry, pinned by its package-lock.json.
+js-deps:
+	cd deploy/examples/js-consumer && npm ci --no-audit --no-fund
+
+test: js-deps
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
-integration:
+integration: js-deps
 	$(GO) test -race -count=1 -timeout 15m -tags integration -run Integration $(PKGS)
 
 bench:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -250,7 +251,7 @@ func TestTimeoutKeepsTheConsumerAndARerunResumes(t *testing.T) {
 	e.poller.Set(jobID, bridge.StateRunning, "Running")
 	e.waitEvents(t, jobID, 2)
 
-	r := await(t, e.jobwait(t, "--timeout", "1s"))
+	r := await(t, e.jobwait(t, "--timeout", "2s"))
 	if r.code != exitTimeout {
 		t.Fatalf("exit %d, want %d\nstderr:\n%s", r.code, exitTimeout, r.stderr)
 	}
@@ -428,4 +429,30 @@ func TestDurableNameIsStable(t *testing.T) {
 	if strings.ContainsAny(a, ".*> ") {
 		t.Errorf("%q is not a valid consumer name", a)
 	}
+}
+
+// FuzzDecode: no message, however broken, panics the decoder, and what it
+// accepts has what the filter and the verdict rely on.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"specversion":"1.0","id":"0123456789abcdef0123456789abcdef","source":"/jobbridge/tso/prod","type":"io.jobbridge.job.succeeded","subject":"42","time":"2026-01-02T03:04:05.123456789Z","datacontenttype":"application/json","dataschema":"urn:jobbridge:schema:job-event:v1","sequence":"00000000000000000003","jobvendor":"tso","jobinstance":"prod","jobstate":"succeeded","partitionkey":"tso.prod.42","data":{"vendor":"tso","instance":"prod","job":"42","kind":"transition","state":"succeeded","terminal":true,"native":{"status":"Completed"},"detectedAt":"2026-01-02T03:04:05.123456789Z","detectedBy":"poll","sequence":3}}`), false, "")
+	f.Add([]byte(`{"vendor":"tso","instance":"prod","job":"42","kind":"vanished","state":"running","terminal":false,"native":{"status":"Running"},"sequence":2}`), true, "00000000000000000002")
+	f.Add([]byte(`not json`), false, "")
+	f.Add([]byte(`{"specversion":"1.0","id":"x","source":"/s","type":"t","sequence":"-1","data":null}`), false, "")
+	f.Fuzz(func(t *testing.T, body []byte, binary bool, seq string) {
+		h := nats.Header{"Content-Type": {bridge.StructuredMediaType}}
+		if binary {
+			h = nats.Header{"ce-specversion": {"1.0"}, "ce-id": {"a%20b"}, "ce-source": {"/jobbridge/tso/prod"},
+				"ce-type": {"io.jobbridge.job.running"}, "ce-time": {"2026-01-02T03:04:05Z"}, "ce-sequence": {seq}}
+		}
+		ev, err := decode(h, body)
+		if err != nil {
+			return
+		}
+		if ev.seq == 0 || ev.ce.ID() == "" || ev.key == "" {
+			t.Fatalf("accepted an event without sequence, id or key: %+v", ev)
+		}
+		verdict(ev.data)
+		_ = printEvent(io.Discard, ev, true)
+		_ = printEvent(io.Discard, ev, false)
+	})
 }
