@@ -282,6 +282,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 		Uint64("checkpoint", st.Checkpoint).Dur("took", st.Took).Msg("tracker state recovered")
 
 	b.sched = newScheduler(b.opts.Schedule, b.opts.Instances)
+	for _, in := range b.sched.insts {
+		p := b.metrics.polls
+		in.m = instMetrics{
+			ok: p.WithLabelValues(in.Vendor, in.Name, "ok"), notFound: p.WithLabelValues(in.Vendor, in.Name, "not_found"),
+			malformed: p.WithLabelValues(in.Vendor, in.Name, "malformed"), auth: p.WithLabelValues(in.Vendor, in.Name, "auth"),
+			failed: p.WithLabelValues(in.Vendor, in.Name, "error"), duration: b.metrics.pollDuration.WithLabelValues(in.Vendor, in.Name),
+		}
+	}
 	b.sched.poll = b.pollEntry
 	b.sched.onDue = b.expire
 	b.sched.lag = func(d time.Duration) { b.metrics.schedulingLag.Observe(d.Seconds()) }
@@ -523,14 +531,14 @@ func (b *Bridge) pollEntry(ctx context.Context, e *entry) pollResult {
 	job := e.job
 	start := time.Now()
 	obs, err := e.inst.Poller.Poll(ctx, job)
-	b.metrics.pollDuration.WithLabelValues(job.Vendor, job.Instance).Observe(time.Since(start).Seconds())
+	e.inst.m.duration.Observe(time.Since(start).Seconds())
 	if err == nil {
 		err = b.checkObservation(&obs, job, start)
 	}
 	if err != nil {
 		return b.pollFailed(ctx, e, err)
 	}
-	b.metrics.polls.WithLabelValues(job.Vendor, job.Instance, "ok").Inc()
+	e.inst.m.ok.Inc()
 	e.seen = true
 	e.notFoundStreak = 0
 	e.firstNotFound = time.Time{}
@@ -548,7 +556,7 @@ func (b *Bridge) pollEntry(ctx context.Context, e *entry) pollResult {
 			res.terminal = false
 		}
 	}
-	changes := b.tracker.Detect(&obs, DetectOptions{Labels: labels, StalledAfter: stalled})
+	changes := b.tracker.Detect(&obs, DetectOptions{Labels: labels, StalledAfter: stalled, Key: e.key})
 	for i := range obs.Tasks {
 		t := &obs.Tasks[i]
 		changes = append(changes, b.tracker.Detect(t, DetectOptions{Labels: labels})...)
@@ -639,7 +647,7 @@ func (b *Bridge) pollFailed(ctx context.Context, e *entry, err error) pollResult
 	ev := b.log.Warn()
 	switch {
 	case errors.Is(err, ErrNotFound):
-		b.metrics.polls.WithLabelValues(job.Vendor, job.Instance, "not_found").Inc()
+		e.inst.m.notFound.Inc()
 		res.notFound = true
 		now := time.Now()
 		if e.notFoundStreak == 0 {
@@ -660,14 +668,14 @@ func (b *Bridge) pollFailed(ctx context.Context, e *entry, err error) pollResult
 		}
 		ev = b.log.Debug()
 	case errors.Is(err, ErrMalformed):
-		b.metrics.polls.WithLabelValues(job.Vendor, job.Instance, "malformed").Inc()
+		e.inst.m.malformed.Inc()
 	case errors.Is(err, ErrAuth):
-		b.metrics.polls.WithLabelValues(job.Vendor, job.Instance, "auth").Inc()
+		e.inst.m.auth.Inc()
 		ev = b.log.Error()
 	case ctx.Err() != nil:
 		return res
 	default:
-		b.metrics.polls.WithLabelValues(job.Vendor, job.Instance, "error").Inc()
+		e.inst.m.failed.Inc()
 	}
 	ev.Err(err).Str("job", job.String()).Int("failures", e.failures+1).Msg("poll failed; the job's state is unchanged and it is polled again with backoff")
 	return res

@@ -122,6 +122,8 @@ type EventData struct {
 type Change struct {
 	Kind EventKind
 	Obs  Observation
+	// Key is Obs.Job.Key(), when already known.
+	Key string
 	// Previous is what the tracker knew before; zero on the first observation.
 	PreviousState  State
 	PreviousNative string
@@ -137,6 +139,8 @@ type Change struct {
 // Event is an encoded CloudEvent ready for JetStream, with what the tracker
 // needs to commit it once acknowledged.
 type Event struct {
+	// Key is Job.Key(); see key().
+	Key         string
 	ID          string
 	Type        string
 	Subject     string
@@ -155,6 +159,13 @@ type Event struct {
 	// Publisher.Checkpoint), set when first sent.
 	attempts int
 	floor    uint64
+}
+
+func (e *Event) key() string {
+	if e.Key == "" {
+		e.Key = e.Job.Key()
+	}
+	return e.Key
 }
 
 // Fingerprint hashes what makes two observations the same state: canonical
@@ -252,6 +263,10 @@ func Source(vendor, instance string) string {
 // id, so a bridge that re-detects it after a crash publishes a copy that
 // JetStream's duplicate window drops.
 func EventID(source string, job JobRef, kind EventKind, seq, prevFP, fp, progFP uint64) string {
+	return eventID(source, job.Key(), kind, seq, prevFP, fp, progFP)
+}
+
+func eventID(source, jobKey string, kind EventKind, seq, prevFP, fp, progFP uint64) string {
 	h := sha256.New()
 	var num [8]byte
 	put := func(v uint64) {
@@ -262,7 +277,7 @@ func EventID(source string, job JobRef, kind EventKind, seq, prevFP, fp, progFP 
 	}
 	h.Write([]byte(source))
 	h.Write([]byte{0})
-	h.Write([]byte(job.Key()))
+	h.Write([]byte(jobKey))
 	h.Write([]byte{0})
 	h.Write([]byte(kind))
 	h.Write([]byte{0})
@@ -307,9 +322,13 @@ func (e *Encoder) Encode(c *Change) (*Event, error) {
 	case c.Seq == 0:
 		return nil, fmt.Errorf("encode event for %s: sequence numbers start at 1", job)
 	}
+	key := c.Key
+	if key == "" {
+		key = job.Key()
+	}
 	source := Source(job.Vendor, job.Instance)
 	typ := EventType(c.Kind, job.Task != "", state)
-	id := EventID(source, job, c.Kind, c.Seq, c.PreviousFP, c.Fingerprint, c.ProgressFP)
+	id := eventID(source, key, c.Kind, c.Seq, c.PreviousFP, c.Fingerprint, c.ProgressFP)
 
 	data := EventData{
 		Vendor:        job.Vendor,
@@ -347,7 +366,7 @@ func (e *Encoder) Encode(c *Change) (*Event, error) {
 	env := envelope{
 		id: id, source: source, typ: typ, subject: subjectAttr(job), time: data.DetectedAt,
 		sequence: FormatSequence(c.Seq), vendor: job.Vendor, instance: job.Instance,
-		state: string(state), partitionKey: job.Key(),
+		state: string(state), partitionKey: key,
 	}
 
 	subject := e.opts.Subjects.For(job, EventToken(c.Kind, state))
@@ -367,7 +386,7 @@ func (e *Encoder) Encode(c *Change) (*Event, error) {
 		msg.Header["Content-Type"] = []string{StructuredMediaType}
 	}
 	return &Event{
-		ID: id, Type: typ, Subject: subject, Job: job, Kind: c.Kind, State: state,
+		Key: key, ID: id, Type: typ, Subject: subject, Job: job, Kind: c.Kind, State: state,
 		Native: c.Obs.Native, Seq: c.Seq, Fingerprint: c.Fingerprint, ProgressFP: c.ProgressFP,
 		Terminal: state.Terminal(), ObservedAt: c.Obs.ObservedAt, Msg: msg,
 	}, nil

@@ -2,6 +2,8 @@ package bridge
 
 import (
 	"container/heap"
+
+	"github.com/prometheus/client_golang/prometheus"
 	"context"
 	"math/rand/v2"
 	"sync"
@@ -102,6 +104,13 @@ type instState struct {
 	Instance
 	running int
 	waiting []*entry
+	// Metric series resolved once: a label lookup per poll is measurable.
+	m instMetrics
+}
+
+type instMetrics struct {
+	ok, notFound, malformed, auth, failed prometheus.Counter
+	duration                              prometheus.Observer
 }
 
 type entryHeap []*entry

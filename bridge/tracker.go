@@ -100,6 +100,9 @@ func (t *Tracker) shard(key string) *trackerShard {
 type DetectOptions struct {
 	Labels       map[string]string
 	StalledAfter time.Duration
+	// Key is obs.Job.Key() when the caller already has it (the scheduler
+	// does): one string per job shared by scheduler, tracker and events.
+	Key string
 }
 
 // Detect compares obs with what the tracker knows of the job and returns the
@@ -108,7 +111,10 @@ type DetectOptions struct {
 // scheduler polls a job from one worker at a time, so nothing can slip in
 // between Detect and Enqueue for the same job.
 func (t *Tracker) Detect(obs *Observation, opts DetectOptions) []Change {
-	key := obs.Job.Key()
+	key := opts.Key
+	if key == "" {
+		key = obs.Job.Key()
+	}
 	s := t.shard(key)
 	s.mu.Lock()
 	tj := s.jobs[key]
@@ -121,7 +127,13 @@ func (t *Tracker) Detect(obs *Observation, opts DetectOptions) []Change {
 
 	fp := Fingerprint(obs)
 	pfp := ProgressFingerprint(obs.Progress)
-	base := Change{Obs: *obs, Labels: opts.Labels, Fingerprint: fp, ProgressFP: pfp}
+	changed := !known || fp != head.FP || (pfp != 0 && pfp != head.ProgressFP)
+	stalled := opts.StalledAfter > 0 && !head.Stalled && !head.State.Terminal() &&
+		!head.ChangedAt.IsZero() && obs.ObservedAt.Sub(head.ChangedAt) >= opts.StalledAfter
+	if !changed && !stalled {
+		return nil // the common case: build nothing
+	}
+	base := Change{Obs: *obs, Key: key, Labels: opts.Labels, Fingerprint: fp, ProgressFP: pfp}
 	if known {
 		base.PreviousState, base.PreviousNative, base.PreviousFP = head.State, head.Native, head.FP
 	}
@@ -134,8 +146,7 @@ func (t *Tracker) Detect(obs *Observation, opts DetectOptions) []Change {
 		base.Kind = KindProgress
 		base.Seq = head.Seq + 1
 		return []Change{base}
-	case opts.StalledAfter > 0 && !head.Stalled && !head.State.Terminal() &&
-		!head.ChangedAt.IsZero() && obs.ObservedAt.Sub(head.ChangedAt) >= opts.StalledAfter:
+	case stalled:
 		base.Kind = KindStalled
 		base.Seq = head.Seq + 1
 		base.ProgressFP = head.ProgressFP
@@ -178,7 +189,7 @@ func (t *Tracker) Synthetic(job JobRef, kind EventKind, at time.Time, labels map
 // event to send now (the queue's new head when nothing of this job is in
 // flight), or nil when an earlier event of the job is still awaiting its ack.
 func (t *Tracker) Enqueue(ev *Event) *Event {
-	key := ev.Job.Key()
+	key := ev.key()
 	s := t.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -198,7 +209,7 @@ func (t *Tracker) Enqueue(ev *Event) *Event {
 // Acked commits the job's head event after JetStream acknowledged it and
 // returns the job's next pending event to send, if any.
 func (t *Tracker) Acked(ev *Event, streamSeq uint64) *Event {
-	key := ev.Job.Key()
+	key := ev.key()
 	s := t.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
