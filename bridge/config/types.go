@@ -168,6 +168,9 @@ type HTTP struct {
 	// Token is the bearer token clients must send; required when Listen is
 	// not a loopback address.
 	Token SecretRef `yaml:"token"`
+	// Pprof serves Go's profiler under /debug/pprof/ (behind the token when
+	// one is set). Off by default: profiles reveal internals.
+	Pprof bool `yaml:"pprof"`
 }
 
 // WatchAPI configures the watch service on NATS (request/reply).

@@ -126,6 +126,12 @@ instances:
 	if c, _ := get(base+"/healthz", ""); c != 200 {
 		t.Errorf("/healthz = %d", c)
 	}
+	if c, body := get(base+"/schemas/job-event-v1.json", ""); c != 200 || !strings.Contains(body, "urn:jobbridge:schema:cloudevent:v1") {
+		t.Errorf("/schemas/job-event-v1.json = %d %.80s", c, body)
+	}
+	if c, _ := get(base+"/debug/pprof/", ""); c != 404 {
+		t.Errorf("pprof must be off by default, got %d", c)
+	}
 
 	ns.Shutdown()
 	ns.WaitForShutdown()

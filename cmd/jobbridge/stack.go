@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/jobbridge/jobbridge/bridge/natsconn"
 	"github.com/jobbridge/jobbridge/pollers/pollkit"
 	"github.com/jobbridge/jobbridge/pollers/registry"
+	"github.com/jobbridge/jobbridge/schemas"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -158,6 +160,14 @@ func (s *stack) serveHTTP() error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", requireToken(token, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	mux.Handle("GET /schemas/", requireToken(token, http.StripPrefix("/schemas/", http.FileServerFS(schemas.Files()))))
+	if s.cfg.HTTP.Pprof {
+		mux.Handle("/debug/pprof/", requireToken(token, http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", requireToken(token, http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/trace", requireToken(token, http.HandlerFunc(pprof.Trace)))
+		mux.Handle("/debug/pprof/symbol", requireToken(token, http.HandlerFunc(pprof.Symbol)))
+		s.log.Warn().Msg("http.pprof is on: /debug/pprof/ exposes profiles of this process")
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := s.ready(); err != nil {
