@@ -38,7 +38,7 @@ const (
 	AsyncAPIFile    = "asyncapi.yaml"
 )
 
-//go:embed job-event-v1.json job-event-data-v1.json asyncapi.yaml
+//go:embed job-event-v1.json job-event-data-v1.json asyncapi.yaml types/*.json
 var files embed.FS
 
 // Files returns the contract files (the two JSON Schemas and the AsyncAPI
@@ -51,6 +51,7 @@ func Files() fs.FS { return files }
 type Validator struct {
 	event *jsonschema.Schema
 	data  *jsonschema.Schema
+	types map[string]*jsonschema.Schema // by event type
 }
 
 // NewValidator compiles the embedded schemas.
@@ -59,7 +60,10 @@ func NewValidator() (*Validator, error) {
 	// Without this, draft 2020-12 treats "format" as an annotation and a
 	// malformed time would pass.
 	c.AssertFormat()
-	for _, name := range []string{DataSchemaFile, EventSchemaFile} {
+	names := []string{DataSchemaFile, EventSchemaFile}
+	typeFiles, _ := fs.Glob(files, "types/*.json")
+	names = append(names, typeFiles...)
+	for _, name := range names {
 		b, err := files.ReadFile(name)
 		if err != nil {
 			return nil, fmt.Errorf("read embedded schema %s: %w", name, err)
@@ -87,7 +91,45 @@ func NewValidator() (*Validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile %s: %w", DataSchemaID, err)
 	}
-	return &Validator{event: ev, data: data}, nil
+	v := &Validator{event: ev, data: data, types: map[string]*jsonschema.Schema{}}
+	for _, name := range typeFiles {
+		typ := strings.TrimSuffix(strings.TrimPrefix(name, "types/"), ".json")
+		if v.types[typ], err = c.Compile(TypeSchemaID(typ)); err != nil {
+			return nil, fmt.Errorf("compile %s: %w", name, err)
+		}
+	}
+	return v, nil
+}
+
+// Types lists the event types that have their own schema.
+func (v *Validator) Types() []string {
+	out := make([]string, 0, len(v.types))
+	for t := range v.types {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ValidateEventOfType checks a structured-mode body against the schema of
+// one event type (types/<type>.json) and the cross-checks of ValidateEvent.
+func (v *Validator) ValidateEventOfType(eventType string, body []byte) error {
+	s, ok := v.types[eventType]
+	if !ok {
+		return fmt.Errorf("no schema for event type %q", eventType)
+	}
+	id := TypeSchemaID(eventType)
+	inst, err := decode(id, body)
+	if err != nil {
+		return err
+	}
+	if err := s.Validate(inst); err != nil {
+		return schemaError(id, err)
+	}
+	if probs := crossCheck(inst.(map[string]any)); len(probs) > 0 {
+		return &ValidationError{Schema: id, Problems: probs}
+	}
+	return nil
 }
 
 // Problem is one way a document breaks the contract.
@@ -292,4 +334,9 @@ func crossCheck(ev map[string]any) []Problem {
 		probs = append(probs, Problem{Pointer: "/subject", Message: fmt.Sprintf("%q is not the job named in data (%q)", ev["subject"], subject)})
 	}
 	return probs
+}
+
+// TypeSchemaID is the $id of the schema of one event type (types/<type>.json).
+func TypeSchemaID(eventType string) string {
+	return "urn:jobbridge:schema:type:" + eventType + ":v1"
 }
