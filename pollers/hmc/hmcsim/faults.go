@@ -20,12 +20,14 @@ const (
 	EndpointQueryJob       Endpoint = "query-job"       // GET /api/jobs/{job-id}
 	EndpointDeleteJob      Endpoint = "delete-job"      // DELETE /api/jobs/{job-id}
 	EndpointStartPartition Endpoint = "start-partition" // POST /api/partitions/{partition-id}/operations/start
+	EndpointCreateStream   Endpoint = "create-stream"   // POST SSECreatePath (assumed URI)
+	EndpointOpenStream     Endpoint = "open-stream"     // GET SSEOpenPath
 )
 
 func (e Endpoint) valid() bool {
 	switch e {
 	case EndpointAny, EndpointVersion, EndpointLogon, EndpointLogoff, EndpointTopics,
-		EndpointQueryJob, EndpointDeleteJob, EndpointStartPartition:
+		EndpointQueryJob, EndpointDeleteJob, EndpointStartPartition, EndpointCreateStream, EndpointOpenStream:
 		return true
 	}
 	return false
@@ -83,7 +85,7 @@ func checkFault(f Fault) error {
 		return fmt.Errorf("unknown fault kind %q: want status, html, delay, malformed or expire_sessions", f.Kind)
 	}
 	if !f.Endpoint.valid() {
-		return fmt.Errorf("unknown endpoint %q: want version, logon, logoff, topics, query-job, delete-job, start-partition or nothing for any", f.Endpoint)
+		return fmt.Errorf("unknown endpoint %q: want version, logon, logoff, topics, query-job, delete-job, start-partition, create-stream, open-stream or nothing for any", f.Endpoint)
 	}
 	if f.Count < 0 || f.At < 0 {
 		return errors.New("fault count and at must not be negative")

@@ -22,11 +22,13 @@
 // History is the ground truth of every status change and removal, at the
 // clock time it happened, whether or not anyone polled.
 //
-// The push side is left to later additions in this package (a STOMP broker,
-// an SSE endpoint): Subscribe delivers a Notice when a job ends (with the
-// session that started it, the only one the HMC notifies), when a session
-// opens and when it closes; Session, SessionForTopic and CheckCredential
-// answer what a broker must check at CONNECT and SUBSCRIBE.
+// The push side: StartBroker runs the HMC's STOMP broker (stomp.go), and
+// the SSE operations (sse.go, partly assumed) are served on the API port.
+// Both send a job's completion only to the session that started it, and
+// lose what they send while that session has no connection. Subscribe
+// delivers a Notice when a job ends (with the session that started it),
+// when a session opens and when it closes; Session, SessionForTopic and
+// CheckCredential answer what a broker checks at CONNECT and SUBSCRIBE.
 //
 // Listen and Serve run it as a standalone server, and LoadScenario reads a
 // YAML (or JSON) scenario of jobs and faults, for a CLI demo.
@@ -117,6 +119,9 @@ type Options struct {
 	// Logger receives one debug line per request. Passwords, session ids
 	// and credentials are never logged.
 	Logger zerolog.Logger
+	// SSEKeepAlive is how often an open SSE stream gets a comment line;
+	// default DefaultSSEKeepAlive, negative: never.
+	SSEKeepAlive time.Duration
 }
 
 // Stats counts what the server saw.
@@ -165,6 +170,9 @@ type Server struct {
 	faults   []*pendingFault
 	queue    []Notice
 	stats    Stats
+
+	// push turns notices into STOMP messages and SSE events (push.go).
+	push *pushHub
 }
 
 // NewServer starts a simulator on 127.0.0.1 at a random port. Like
@@ -244,6 +252,7 @@ func newServer(opts Options) (*Server, error) {
 	def(&opts.SessionLifetime, DefaultSessionLifetime)
 	def(&opts.Retention, DefaultRetention)
 	def(&opts.TickEvery, DefaultTickEvery)
+	def(&opts.SSEKeepAlive, DefaultSSEKeepAlive)
 	if opts.Clock == nil {
 		opts.Clock = realClock{}
 	}
@@ -261,8 +270,10 @@ func newServer(opts Options) (*Server, error) {
 		listeners: make(map[int]func(Notice)),
 		jobs:      make(map[string]*job),
 		sessions:  make(map[string]*session),
+		push:      newPushHub(),
 	}
 	s.start = s.clock.Now()
+	s.Subscribe(s.push.notice)
 	for _, j := range opts.Jobs {
 		if _, err := s.AddJob(j); err != nil {
 			return nil, err
@@ -280,6 +291,10 @@ func newServer(opts Options) (*Server, error) {
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		close(s.done)
+		if b := s.push.currentBroker(); b != nil {
+			b.Close()
+		}
+		s.push.sse.dropAll()
 		if s.ts != nil {
 			s.ts.Close()
 		}
@@ -632,6 +647,10 @@ func route(escaped string) (ep Endpoint, arg, method string, known bool) {
 		return EndpointLogoff, "", http.MethodDelete, true
 	case "/api/sessions/operations/get-notification-topics":
 		return EndpointTopics, "", http.MethodGet, true
+	case SSECreatePath:
+		return EndpointCreateStream, "", http.MethodPost, true
+	case SSEOpenPath:
+		return EndpointOpenStream, "", http.MethodGet, true
 	}
 	if rest, ok := strings.CutPrefix(escaped, "/api/jobs/"); ok {
 		id, err := url.PathUnescape(rest)
@@ -716,6 +735,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case EndpointStartPartition:
 		if ss := s.authorize(rw, r); ss != nil {
 			s.startPartition(rw, r, ss)
+		}
+	case EndpointCreateStream:
+		if ss := s.authorize(rw, r); ss != nil {
+			s.createStream(rw, r, ss)
+		}
+	case EndpointOpenStream:
+		if ss := s.authorize(rw, r); ss != nil {
+			s.openStream(rw, r, ss)
 		}
 	}
 }
@@ -962,3 +989,7 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.code = code
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the Flusher of a streaming
+// answer (SSE).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
