@@ -62,6 +62,10 @@ type Instance struct {
 	Interval time.Duration
 	// Concurrency bounds polls in flight to this instance (default 5).
 	Concurrency int
+	// PushDriven instances learn of changes from push notifications (hints):
+	// their jobs skip the fast polling after a change and keep Interval as
+	// the safety net.
+	PushDriven bool
 	// Recurring keeps polling a job after a terminal state, for vendors
 	// whose jobs run again (a Helix ETL).
 	Recurring bool

@@ -436,7 +436,7 @@ func (s *scheduler) reschedule(e *entry, res pollResult, now time.Time) {
 		}
 		quiet := now.Sub(e.lastChange)
 		switch {
-		case quiet < s.opts.FastFor:
+		case quiet < s.opts.FastFor && !e.inst.PushDriven:
 			d = minDur(s.opts.FastInterval, base)
 		case quiet >= s.opts.IdleAfter:
 			d = maxDur(s.opts.IdleInterval, base)

@@ -16,6 +16,7 @@ import (
 	"github.com/jobbridge/jobbridge/bridge/backoff"
 	"github.com/jobbridge/jobbridge/bridge/config"
 	"github.com/jobbridge/jobbridge/bridge/natsconn"
+	hmcnotify "github.com/jobbridge/jobbridge/notifiers/hmc"
 	"github.com/jobbridge/jobbridge/pollers/pollkit"
 	"github.com/jobbridge/jobbridge/pollers/registry"
 	"github.com/jobbridge/jobbridge/schemas"
@@ -39,6 +40,7 @@ type stack struct {
 	httpSrv  *http.Server
 	reg      *prometheus.Registry
 	natsURL  string
+	push     []*hmcnotify.Notifier
 }
 
 // extraInstances lets demo add instances built in code (simulators).
@@ -91,6 +93,11 @@ func startStack(ctx context.Context, cfg *config.Config, log zerolog.Logger, so 
 		s.close()
 		return nil, fmt.Errorf("vendor instances: %w", err)
 	}
+	push, err := preparePush(cfg.Instances, instances)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
 	instances = append(instances, so.extraInstances...)
 	storage := jetstream.FileStorage
 	if cfg.Stream.Storage == "memory" {
@@ -119,6 +126,10 @@ func startStack(ctx context.Context, cfg *config.Config, log zerolog.Logger, so 
 		Registerer:     s.reg,
 	})
 	if err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.push, err = startPush(ctx, push, s.bridge, log, s.reg); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -202,6 +213,9 @@ func (s *stack) ready() error {
 }
 
 func (s *stack) close() {
+	for _, n := range s.push {
+		_ = n.Stop()
+	}
 	if s.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.httpSrv.Shutdown(ctx)

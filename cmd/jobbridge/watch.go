@@ -47,6 +47,8 @@ func cmdWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "print JSON")
 	labels := labelFlag{}
 	fs.Var(labels, "label", "key=value copied into every event of the job (add; repeatable)")
+	vendorOpts := labelFlag{}
+	fs.Var(vendorOpts, "vendor-option", "key=value the vendor needs for this job, e.g. notifyTopic=<HMC session's job topic> (add; repeatable)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
@@ -78,6 +80,9 @@ func cmdWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			StalledAfter: bridge.Duration(*stalled), Origin: "cli"}
 		if len(labels) > 0 {
 			w.Labels = labels
+		}
+		if len(vendorOpts) > 0 {
+			w.VendorOptions = vendorOpts
 		}
 		if *deadline != "" {
 			t, err := time.Parse(time.RFC3339, *deadline)

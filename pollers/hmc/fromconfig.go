@@ -3,6 +3,7 @@ package hmc
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jobbridge/jobbridge/bridge"
 	"github.com/jobbridge/jobbridge/bridge/config"
@@ -20,6 +21,26 @@ type ConfigOptions struct {
 	Notifications string `yaml:"notifications"`
 	// StompPort is the HMC's STOMP-over-TLS port; default 61612.
 	StompPort int `yaml:"stompPort"`
+	// SafetyInterval is how often jobs are polled between notifications
+	// when notifications are on (default 5m).
+	SafetyInterval time.Duration `yaml:"safetyInterval"`
+	// StompPlain connects without TLS (an HMC configured for plain 61613).
+	StompPlain bool `yaml:"stompPlain"`
+	// StompLogin is session (the API session id and credential; works with
+	// MFA; default) or password.
+	StompLogin string `yaml:"stompLogin"`
+	// StompHost overrides the broker host (default: the URL's host).
+	StompHost string `yaml:"stompHost"`
+	// SSEIdleTimeout reconnects a stream silent this long (0: never).
+	SSEIdleTimeout time.Duration `yaml:"sseIdleTimeout"`
+}
+
+// DecodeConfigOptions reads an instance's HMC options (for the notifier
+// wiring, which starts from the same configuration).
+func DecodeConfigOptions(inst config.Instance) (ConfigOptions, error) {
+	var co ConfigOptions
+	err := pollkit.DecodeOptions(inst, &co)
+	return co, err
 }
 
 // FromConfig builds an HMC instance from configuration. The returned
