@@ -131,4 +131,3 @@ func (v scenarioVendor) startDemo(ctx context.Context, dir string, log zerolog.L
 	}
 	return demoSim{instance: insts[0], jobs: v.jobs, close: sim.stop}, nil
 }
-
