@@ -11,6 +11,7 @@ import (
 	"github.com/jobbridge/jobbridge/bridge/natsconn/natstest"
 	"github.com/jobbridge/jobbridge/pollers/arcgis"
 	"github.com/jobbridge/jobbridge/pollers/arcgis/arcgissim"
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit/simtest"
 )
 
 // The end-to-end runs share one timeline on the simulator's manual clock.
@@ -226,7 +227,7 @@ func TestEndToEndMission(t *testing.T) {
 	}
 	h, _ := runE2E(t, map[string]func(*arcgissim.Server) arcgis.Options{
 		"mission": func(s *arcgissim.Server) arcgis.Options {
-			o := pollerOptions(s, arcgis.FlavorMission, &syncBuffer{})
+			o := pollerOptions(s, arcgis.FlavorMission, &simtest.LogBuffer{})
 			o.TokenURL = s.PortalTokenURL() // Mission Server is federated with a portal
 			return o
 		},
@@ -296,10 +297,10 @@ func TestEndToEndEnterprise(t *testing.T) {
 	}
 	h, _ := runE2E(t, map[string]func(*arcgissim.Server) arcgis.Options{
 		"admin": func(s *arcgissim.Server) arcgis.Options {
-			return pollerOptions(s, arcgis.FlavorEnterprise, &syncBuffer{})
+			return pollerOptions(s, arcgis.FlavorEnterprise, &simtest.LogBuffer{})
 		},
 		"portal": func(s *arcgissim.Server) arcgis.Options {
-			return withBase(pollerOptions(s, arcgis.FlavorEnterprise, &syncBuffer{}), s.EnterpriseAdminURL(), "/jobs")
+			return withBase(pollerOptions(s, arcgis.FlavorEnterprise, &simtest.LogBuffer{}), s.EnterpriseAdminURL(), "/jobs")
 		},
 	}, jobs)
 
@@ -366,7 +367,7 @@ func TestEndToEndGeoprocessing(t *testing.T) {
 	}
 	h, _ := runE2E(t, map[string]func(*arcgissim.Server) arcgis.Options{
 		"gp": func(s *arcgissim.Server) arcgis.Options {
-			return pollerOptions(s, arcgis.FlavorGeoprocessing, &syncBuffer{})
+			return pollerOptions(s, arcgis.FlavorGeoprocessing, &simtest.LogBuffer{})
 		},
 	}, jobs)
 

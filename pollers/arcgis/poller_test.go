@@ -1,25 +1,18 @@
 package arcgis_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/jobbridge/jobbridge/bridge"
-	"github.com/jobbridge/jobbridge/bridge/backoff"
 	"github.com/jobbridge/jobbridge/pollers/arcgis"
 	"github.com/jobbridge/jobbridge/pollers/arcgis/arcgissim"
 	"github.com/jobbridge/jobbridge/pollers/pollkit"
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit/simtest"
 )
 
 const (
@@ -29,28 +22,11 @@ const (
 
 var t0 = time.Date(2025, 3, 6, 16, 0, 0, 0, time.UTC)
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type rig struct {
 	sim    *arcgissim.Server
 	clock  *pollkit.ManualClock
 	poller *arcgis.Poller
-	logs   *syncBuffer
+	logs   *simtest.LogBuffer
 }
 
 // newSim starts a simulator on a manual clock with the test user.
@@ -67,11 +43,11 @@ func newSim(t *testing.T, opts arcgissim.Options) (*arcgissim.Server, *pollkit.M
 }
 
 // pollerOptions logs on at the server's generateToken with the test user.
-func pollerOptions(sim *arcgissim.Server, f arcgis.Flavor, logs *syncBuffer) arcgis.Options {
+func pollerOptions(sim *arcgissim.Server, f arcgis.Flavor, logs *simtest.LogBuffer) arcgis.Options {
 	o := arcgis.Options{
 		Instance: "gis", Flavor: f, Username: user, Password: bridge.NewSecret(password), TokenURL: sim.ServerTokenURL(),
-		HTTP:   pollkit.ClientOptions{Backoff: backoff.Policy{Initial: time.Millisecond, Max: 5 * time.Millisecond}, MaxAttempts: 4},
-		Logger: zerolog.New(logs).Level(zerolog.DebugLevel),
+		HTTP:   simtest.QuickRetries(),
+		Logger: logs.Logger(),
 	}
 	switch f {
 	case arcgis.FlavorMission:
@@ -89,7 +65,7 @@ func pollerOptions(sim *arcgissim.Server, f arcgis.Flavor, logs *syncBuffer) arc
 func newRig(t *testing.T, f arcgis.Flavor, simOpts arcgissim.Options, tweak func(*arcgis.Options, *rig)) *rig {
 	t.Helper()
 	sim, clk := newSim(t, simOpts)
-	r := &rig{sim: sim, clock: clk, logs: &syncBuffer{}}
+	r := &rig{sim: sim, clock: clk, logs: &simtest.LogBuffer{}}
 	opts := pollerOptions(sim, f, r.logs)
 	if tweak != nil {
 		tweak(&opts, r)
@@ -285,15 +261,7 @@ func TestConcurrentPollsAfterExpiryGetOneToken(t *testing.T) {
 	r.sim.MustAddJob(arcgissim.Job{ID: "j", Kind: arcgissim.KindGP, Script: []arcgissim.Step{{Status: "esriJobExecuting"}}})
 	r.poll(t, "j")
 	r.sim.ExpireTokens()
-	var wg sync.WaitGroup
-	for range 100 {
-		wg.Go(func() {
-			if _, err := r.poller.Poll(context.Background(), ref("j")); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
+	simtest.PollConcurrently(t, r.poller, ref("j"), 100)
 	if st := r.sim.Stats(); st.TokensIssued != 2 {
 		t.Fatalf("%d tokens; 100 polls meeting one expired token must renew it once", st.TokensIssued)
 	}
@@ -338,7 +306,7 @@ func TestStaticToken(t *testing.T) {
 	sim, _ := newSim(t, arcgissim.Options{StaticTokens: []string{"long-lived"}})
 	sim.MustAddJob(arcgissim.Job{ID: "j", Kind: arcgissim.KindGP})
 	mk := func(tok string) *arcgis.Poller {
-		o := pollerOptions(sim, arcgis.FlavorGeoprocessing, &syncBuffer{})
+		o := pollerOptions(sim, arcgis.FlavorGeoprocessing, &simtest.LogBuffer{})
 		o.Username, o.Password, o.TokenURL, o.Token = "", bridge.Secret{}, "", bridge.NewSecret(tok)
 		p, err := arcgis.New(o)
 		if err != nil {
@@ -505,7 +473,7 @@ func TestDiscover(t *testing.T) {
 	}
 	for _, c := range cases {
 		sim, clk := newSim(t, arcgissim.Options{})
-		p, err := arcgis.New(withBase(pollerOptions(sim, c.f, &syncBuffer{}), c.base(sim), c.jobsPath))
+		p, err := arcgis.New(withBase(pollerOptions(sim, c.f, &simtest.LogBuffer{}), c.base(sim), c.jobsPath))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -538,11 +506,8 @@ func TestDiscover(t *testing.T) {
 func TestTLSWithPortalTokens(t *testing.T) {
 	sim, _ := newSim(t, arcgissim.Options{TLS: true})
 	sim.MustAddJob(arcgissim.Job{ID: "j", Kind: arcgissim.KindMission})
-	caFile := filepath.Join(t.TempDir(), "arcgis-ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sim.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
+	caFile := simtest.WriteCA(t, sim.Certificate())
+	logs := &simtest.LogBuffer{}
 	mk := func(ca string) *arcgis.Poller {
 		o := pollerOptions(sim, arcgis.FlavorMission, logs)
 		o.TokenURL = sim.PortalTokenURL()

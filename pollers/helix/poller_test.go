@@ -1,27 +1,20 @@
 package helix_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/pem"
 	"errors"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/jobbridge/jobbridge/bridge"
-	"github.com/jobbridge/jobbridge/bridge/backoff"
 	"github.com/jobbridge/jobbridge/pollers/helix"
 	"github.com/jobbridge/jobbridge/pollers/helix/helixsim"
 	"github.com/jobbridge/jobbridge/pollers/pollkit"
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit/simtest"
 )
 
 const (
@@ -32,28 +25,11 @@ const (
 
 var t0 = time.Date(2022, 9, 8, 14, 0, 0, 0, time.UTC)
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type rig struct {
 	sim    *helixsim.Server
 	clock  *pollkit.ManualClock
 	poller *helix.Poller
-	logs   *syncBuffer
+	logs   *simtest.LogBuffer
 }
 
 // newRig starts a simulator on a manual clock and a poller against it that
@@ -67,18 +43,15 @@ func newRig(t *testing.T, simOpts helixsim.Options, tweak func(*helix.Options)) 
 	}
 	sim := helixsim.NewServer(simOpts)
 	t.Cleanup(sim.Close)
-	logs := &syncBuffer{}
+	logs := &simtest.LogBuffer{}
 	opts := helix.Options{
 		Instance:  "co",
 		BaseURL:   sim.URL,
 		AccessKey: accessKey,
 		SecretKey: bridge.NewSecret(secretKey),
-		HTTP: pollkit.ClientOptions{
-			Backoff:     backoff.Policy{Initial: time.Millisecond, Max: 5 * time.Millisecond},
-			MaxAttempts: 4,
-		},
-		Logger: zerolog.New(logs).Level(zerolog.DebugLevel),
-		Now:    clk.Now,
+		HTTP:      simtest.QuickRetries(),
+		Logger:    logs.Logger(),
+		Now:       clk.Now,
 	}
 	if tweak != nil {
 		tweak(&opts)
@@ -233,15 +206,7 @@ func TestReloginOnceOn401(t *testing.T) {
 	r.sim.MustAddETL(helixsim.ETL{ID: 1})
 	r.poll(t, 1)
 	r.sim.ExpireTokens()
-	var wg sync.WaitGroup
-	for range 50 {
-		wg.Go(func() {
-			if _, err := r.poller.Poll(context.Background(), ref(1)); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
+	simtest.PollConcurrently(t, r.poller, ref(1), 50)
 	if st := r.sim.Stats(); st.Logins != 2 {
 		t.Fatalf("%d logins; 50 polls meeting one revoked JWT must cause one re-login", st.Logins)
 	}
@@ -454,10 +419,7 @@ func TestTLSWithSimulatorCA(t *testing.T) {
 	clk := pollkit.NewManualClock(t0)
 	sim := helixsim.NewServer(helixsim.Options{TLS: true, Clock: clk, APITokens: []string{apiKey}, ETLs: []helixsim.ETL{{ID: 1}}})
 	defer sim.Close()
-	caFile := filepath.Join(t.TempDir(), "helix-ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sim.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	caFile := simtest.WriteCA(t, sim.Certificate())
 	mk := func(ca string) *helix.Poller {
 		p, err := helix.New(helix.Options{Instance: "tls", BaseURL: sim.URL, APIToken: bridge.NewSecret(apiKey),
 			HTTP: pollkit.ClientOptions{CAFile: ca, MaxAttempts: 1}})

@@ -3,23 +3,17 @@ package huawei_test
 import (
 	"bytes"
 	"context"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/jobbridge/jobbridge/bridge"
-	"github.com/jobbridge/jobbridge/bridge/backoff"
 	"github.com/jobbridge/jobbridge/pollers/huawei"
 	"github.com/jobbridge/jobbridge/pollers/huawei/huaweisim"
 	"github.com/jobbridge/jobbridge/pollers/pollkit"
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit/simtest"
 )
 
 const (
@@ -29,47 +23,27 @@ const (
 
 var t0 = time.Date(2025, 3, 6, 16, 0, 0, 0, time.UTC)
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type rig struct {
 	sim    *huaweisim.Server
 	clock  *huaweisim.ManualClock
 	poller *huawei.Poller
-	logs   *syncBuffer
+	logs   *simtest.LogBuffer
 }
 
 // pollerOptions are the options of a poller against sim, with fast retries.
-func pollerOptions(sim *huaweisim.Server, clk *huaweisim.ManualClock, logs *syncBuffer) huawei.Options {
+func pollerOptions(sim *huaweisim.Server, clk *huaweisim.ManualClock, logs *simtest.LogBuffer) huawei.Options {
 	return huawei.Options{
-		Instance:  "ap",
-		BaseURL:   sim.URL,
-		IAMURL:    sim.URL,
-		Username:  user,
-		Password:  bridge.NewSecret(password),
-		Domain:    huaweisim.DefaultDomain,
-		ProjectID: sim.ProjectID(),
-		HTTP: pollkit.ClientOptions{
-			Backoff:     backoff.Policy{Initial: time.Millisecond, Max: 5 * time.Millisecond},
-			MaxAttempts: 4,
-		},
+		Instance:    "ap",
+		BaseURL:     sim.URL,
+		IAMURL:      sim.URL,
+		Username:    user,
+		Password:    bridge.NewSecret(password),
+		Domain:      huaweisim.DefaultDomain,
+		ProjectID:   sim.ProjectID(),
+		HTTP:        simtest.QuickRetries(),
 		ThrottleMin: 5 * time.Millisecond,
 		ThrottleMax: 15 * time.Millisecond,
-		Logger:      zerolog.New(logs).Level(zerolog.DebugLevel),
+		Logger:      logs.Logger(),
 		Now:         clk.Now,
 	}
 }
@@ -83,7 +57,7 @@ func newRig(t *testing.T, simOpts huaweisim.Options, tweak func(*huawei.Options)
 	}
 	sim := huaweisim.NewServer(simOpts)
 	t.Cleanup(sim.Close)
-	logs := &syncBuffer{}
+	logs := &simtest.LogBuffer{}
 	opts := pollerOptions(sim, clk, logs)
 	if tweak != nil {
 		tweak(&opts)
@@ -277,15 +251,7 @@ func TestConcurrentPollsAfterRevocationLogInOnce(t *testing.T) {
 	r.sim.AddJob(huaweisim.Job{ID: "j", Script: hold("RUNNING")})
 	r.poll(t, "j")
 	r.sim.ExpireTokens()
-	var wg sync.WaitGroup
-	for range 50 {
-		wg.Go(func() {
-			if _, err := r.poller.Poll(context.Background(), ref("j")); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
+	simtest.PollConcurrently(t, r.poller, ref("j"), 50)
 	if st := r.sim.Stats(); st.Logins != 2 {
 		t.Fatalf("%d logins", st.Logins)
 	}
@@ -434,12 +400,9 @@ func TestTLSWithSimulatorCA(t *testing.T) {
 	sim := huaweisim.NewServer(huaweisim.Options{TLS: true, Clock: clk, Users: map[string]string{user: password}})
 	defer sim.Close()
 	sim.AddJob(huaweisim.Job{ID: "j", Script: hold("SUCCEEDED")})
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sim.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	caFile := simtest.WriteCA(t, sim.Certificate())
 	mk := func(ca string) *huawei.Poller {
-		o := pollerOptions(sim, clk, &syncBuffer{})
+		o := pollerOptions(sim, clk, &simtest.LogBuffer{})
 		o.HTTP = pollkit.ClientOptions{CAFile: ca, MaxAttempts: 1}
 		p, err := huawei.New(o)
 		if err != nil {

@@ -3,22 +3,16 @@ package tso_test
 import (
 	"bytes"
 	"context"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/jobbridge/jobbridge/bridge"
-	"github.com/jobbridge/jobbridge/bridge/backoff"
 	"github.com/jobbridge/jobbridge/pollers/pollkit"
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit/simtest"
 	"github.com/jobbridge/jobbridge/pollers/tso"
 	"github.com/jobbridge/jobbridge/pollers/tso/tsosim"
 )
@@ -30,28 +24,11 @@ const (
 
 var t0 = time.Date(2025, 3, 6, 16, 0, 0, 0, time.UTC)
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type rig struct {
 	sim    *tsosim.Server
 	clock  *tsosim.ManualClock
 	poller *tso.Poller
-	logs   *syncBuffer
+	logs   *simtest.LogBuffer
 }
 
 // newRig starts a simulator on a manual clock and a poller against it.
@@ -65,17 +42,14 @@ func newRig(t *testing.T, simOpts tsosim.Options, tweak func(*tso.Options)) *rig
 	}
 	sim := tsosim.NewServer(simOpts)
 	t.Cleanup(sim.Close)
-	logs := &syncBuffer{}
+	logs := &simtest.LogBuffer{}
 	opts := tso.Options{
 		Instance: "prod",
 		BaseURL:  sim.URL,
 		Username: user,
 		Password: bridge.NewSecret(password),
-		HTTP: pollkit.ClientOptions{
-			Backoff:     backoff.Policy{Initial: time.Millisecond, Max: 5 * time.Millisecond},
-			MaxAttempts: 4,
-		},
-		Logger: zerolog.New(logs).Level(zerolog.DebugLevel),
+		HTTP:     simtest.QuickRetries(),
+		Logger:   logs.Logger(),
 	}
 	if tweak != nil {
 		tweak(&opts)
@@ -211,15 +185,7 @@ func TestConcurrentPollsAfterExpiryLogInOnce(t *testing.T) {
 	r.sim.AddJob("j", []tsosim.Step{{Status: "ASSIGNED"}})
 	r.poll(t, "j")
 	r.sim.ExpireTokens()
-	var wg sync.WaitGroup
-	for range 100 {
-		wg.Go(func() {
-			if _, err := r.poller.Poll(context.Background(), ref("j")); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
+	simtest.PollConcurrently(t, r.poller, ref("j"), 100)
 	if st := r.sim.Stats(); st.Logins != 2 {
 		t.Fatalf("%d logins; 100 polls meeting one expired session must cause one re-login", st.Logins)
 	}
@@ -364,10 +330,7 @@ func TestTLSWithSimulatorCA(t *testing.T) {
 	sim := tsosim.NewServer(tsosim.Options{TLS: true, Clock: clk, Users: map[string]string{user: password}})
 	defer sim.Close()
 	sim.AddJob("j", []tsosim.Step{{Status: "COMPLETED"}})
-	caFile := filepath.Join(t.TempDir(), "tso-ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sim.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	caFile := simtest.WriteCA(t, sim.Certificate())
 	mk := func(ca string) *tso.Poller {
 		p, err := tso.New(tso.Options{Instance: "tls", BaseURL: sim.URL, Username: user, Password: bridge.NewSecret(password),
 			HTTP: pollkit.ClientOptions{CAFile: ca, MaxAttempts: 1}})

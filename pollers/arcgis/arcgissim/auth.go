@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit"
 )
 
 // token is an issued token and what it is bound to.
@@ -81,7 +83,7 @@ func (s *Server) generateToken(w http.ResponseWriter, r *http.Request, portal bo
 		minutes = n
 	}
 	life := min(time.Duration(minutes)*time.Minute, s.opts.MaxTokenExpiration)
-	value := randomHex(32)
+	value := simkit.RandomHex(32)
 	now := s.clock.Now()
 	t.issued, t.expires = now, now.Add(life)
 	s.mu.Lock()

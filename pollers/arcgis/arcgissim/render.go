@@ -92,16 +92,17 @@ func millis(t time.Time) int64 { return t.UnixMilli() }
 
 // render builds the job's payload at now; the caller holds the lock.
 func render(j *job, now time.Time) any {
-	cur := j.current(now)
-	step := j.segs[cur].step
+	past := j.timeline.Until(now)
+	cur := past[len(past)-1]
+	step := cur.Step
 	var messages []string
 	var endTime int64
-	for i := 0; i <= cur; i++ {
-		if m := j.segs[i].step.Message; m != "" {
+	for _, sg := range past {
+		if m := sg.Step.Message; m != "" {
 			messages = append(messages, m)
 		}
-		if endTime == 0 && terminal(j.segs[i].step.Status) {
-			endTime = millis(j.segs[i].start)
+		if endTime == 0 && terminal(sg.Step.Status) {
+			endTime = millis(sg.Start)
 		}
 	}
 	if messages == nil {
@@ -132,7 +133,7 @@ func render(j *job, now time.Time) any {
 		}
 	case KindEnterprise:
 		return enterpriseJob{
-			UpdatedTime: millis(j.segs[cur].start), JobID: j.spec.ID, EndTime: endTime, StartTime: millis(j.created),
+			UpdatedTime: millis(cur.Start), JobID: j.spec.ID, EndTime: endTime, StartTime: millis(j.created),
 			OperationURI: j.spec.OperationURI, Status: step.Status, Username: j.spec.Username, Result: op,
 		}
 	}
@@ -142,8 +143,8 @@ func render(j *job, now time.Time) any {
 		Inputs:   map[string]paramURL{"Input_Features": {"inputs/Input_Features"}},
 		Messages: []gpMessage{},
 	}
-	for i := 0; i <= cur; i++ {
-		st := j.segs[i].step
+	for _, sg := range past {
+		st := sg.Step
 		if st.Message == "" {
 			continue
 		}

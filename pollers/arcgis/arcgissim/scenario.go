@@ -2,11 +2,10 @@ package arcgissim
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit"
 )
 
 // scenario is the file form of Options: what a standalone run needs,
@@ -26,19 +25,14 @@ type scenario struct {
 // Go duration strings ("90s", "2m"). Unknown keys are errors, so a typo does
 // not silently drop a fault. See testdata/example.yaml.
 func LoadScenario(r io.Reader) (Options, error) {
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	var sc scenario
-	if err := dec.Decode(&sc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return Options{}, errors.New("scenario is empty")
-		}
-		return Options{}, fmt.Errorf("scenario: %w", err)
-	}
+	return simkit.LoadScenario(r, scenario.options, checkOptions)
+}
+
+func (sc scenario) options() (Options, error) {
 	if sc.MaxTokenExpiration < 0 {
 		return Options{}, errors.New("scenario maxTokenExpiration must not be negative")
 	}
-	opts := Options{
+	return Options{
 		Users:              sc.Users,
 		StaticTokens:       sc.StaticTokens,
 		Anonymous:          sc.Anonymous,
@@ -46,10 +40,11 @@ func LoadScenario(r io.Reader) (Options, error) {
 		TLS:                sc.TLS,
 		Jobs:               sc.Jobs,
 		Faults:             sc.Faults,
-	}
-	// Check everything a server would, without listening.
-	if _, err := newServer(opts); err != nil {
-		return Options{}, fmt.Errorf("scenario: %w", err)
-	}
-	return opts, nil
+	}, nil
+}
+
+// checkOptions checks everything a server would, without listening.
+func checkOptions(opts Options) error {
+	_, err := newServer(opts)
+	return err
 }

@@ -46,24 +46,25 @@ package arcgissim
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit"
 )
+
+// Clock drives job scripts, token expiry, purges and scheduled faults; a
+// *pollkit.ManualClock is one a test can step. Delay faults take real time
+// whatever the clock: they model the network.
+type Clock = simkit.Clock
 
 // Paths of the simulated resources below the server's URL.
 const (
@@ -101,11 +102,11 @@ func (k Kind) valid() bool {
 func (k Kind) adminShape() bool { return k == KindAdmin || k == KindEnterprise }
 
 // Endpoint names a call, for targeting faults.
-type Endpoint string
+type Endpoint = simkit.Endpoint
 
 // The endpoints. EndpointAny matches every request, unknown paths included.
 const (
-	EndpointAny    Endpoint = ""
+	EndpointAny             = simkit.EndpointAny
 	EndpointToken  Endpoint = "token"
 	EndpointJob    Endpoint = "job"
 	EndpointList   Endpoint = "list"
@@ -222,19 +223,19 @@ func DefaultScript(k Kind) []Step {
 }
 
 // FaultKind says what a fault does to the requests it hits.
-type FaultKind string
+type FaultKind = simkit.FaultKind
 
 // Fault kinds.
 const (
 	// FaultStatus answers with Fault.Status (default 500) and an HTML page.
-	FaultStatus FaultKind = "status"
+	FaultStatus = simkit.FaultStatus
 	// FaultDelay holds the answer for Fault.Delay (real time), then answers
 	// normally.
-	FaultDelay FaultKind = "delay"
+	FaultDelay = simkit.FaultDelay
 	// FaultMalformed answers 200 with truncated JSON.
-	FaultMalformed FaultKind = "malformed"
+	FaultMalformed = simkit.FaultMalformed
 	// FaultHTML answers 200 with an HTML error page, as a proxy might.
-	FaultHTML FaultKind = "html"
+	FaultHTML = simkit.FaultHTML
 	// FaultVendorError answers 200 with an ArcGIS error of Fault.Code
 	// (default 500) in the endpoint's error shape.
 	FaultVendorError FaultKind = "vendor_error"
@@ -259,6 +260,12 @@ type Fault struct {
 	// At arms the fault this long after the server started, by its Clock;
 	// zero arms it at once.
 	At time.Duration `yaml:"at"`
+}
+
+// Base returns the part of f that every simulator's faults have, for the
+// fault queue.
+func (f Fault) Base() simkit.Fault {
+	return simkit.Fault{Kind: f.Kind, Count: f.Count, Status: f.Status, Delay: f.Delay, Endpoint: f.Endpoint, At: f.At}
 }
 
 // Change is one change of one job: the ground truth a test compares with
@@ -298,49 +305,29 @@ type Server struct {
 	// URL is the server root, http://127.0.0.1:port.
 	URL string
 
-	ts        *httptest.Server
-	opts      Options
-	clock     Clock
-	log       zerolog.Logger
-	start     time.Time
-	done      chan struct{}
-	closeOnce sync.Once
+	host  *simkit.Host
+	opts  Options
+	clock Clock
+	log   zerolog.Logger
 
 	mu     sync.Mutex
 	jobs   map[string]*job
 	order  []*job
 	tokens map[string]*token
-	faults []*pendingFault
+	faults *simkit.FaultQueue[Fault]
 	stats  Stats
 }
 
 type job struct {
-	spec    Job
-	created time.Time
-	segs    []segment
-}
-
-type segment struct {
-	start time.Time
-	step  Step
-}
-
-type pendingFault struct {
-	Fault
-	at   time.Time
-	left int
+	spec     Job
+	created  time.Time
+	timeline simkit.Timeline[Step]
 }
 
 // NewServer starts a simulator on 127.0.0.1 at a random port. Like
 // httptest.NewServer it panics when it cannot listen or the options are
 // invalid.
-func NewServer(opts Options) *Server {
-	s, err := Listen("127.0.0.1:0", opts)
-	if err != nil {
-		panic("arcgissim: " + err.Error())
-	}
-	return s
-}
+func NewServer(opts Options) *Server { return simkit.Must(Listen(simkit.LocalAddr, opts)) }
 
 // Listen starts a simulator on addr (host:port).
 func Listen(addr string, opts Options) (*Server, error) {
@@ -348,19 +335,11 @@ func Listen(addr string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", addr)
+	ts, err := s.host.Listen(addr, opts.TLS, simkit.LogRequests(s.log, s))
 	if err != nil {
 		return nil, err
 	}
-	s.ts = httptest.NewUnstartedServer(s)
-	s.ts.Listener.Close()
-	s.ts.Listener = l
-	if opts.TLS {
-		s.ts.StartTLS()
-	} else {
-		s.ts.Start()
-	}
-	s.URL = s.ts.URL
+	s.URL = ts.URL
 	return s, nil
 }
 
@@ -392,17 +371,23 @@ func newServer(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("MaxTokenExpiration %v is below generateToken's one-minute unit", opts.MaxTokenExpiration)
 	}
 	if opts.Clock == nil {
-		opts.Clock = wallClock{}
+		opts.Clock = simkit.WallClock{}
 	}
 	s := &Server{
+		host:   simkit.NewHost(),
 		opts:   opts,
 		clock:  opts.Clock,
 		log:    opts.Logger.With().Str("component", "arcgissim").Logger(),
-		done:   make(chan struct{}),
 		jobs:   make(map[string]*job),
 		tokens: make(map[string]*token),
 	}
-	s.start = s.clock.Now()
+	vocab := simkit.Vocabulary{
+		Kinds:     []FaultKind{FaultStatus, FaultDelay, FaultMalformed, FaultHTML, FaultVendorError, FaultExpireTokens},
+		Endpoints: []Endpoint{EndpointToken, EndpointJob, EndpointList, EndpointSubmit},
+	}
+	s.faults = simkit.NewFaultQueue(s.clock.Now(), vocab, map[FaultKind]func(Fault, time.Time){
+		FaultExpireTokens: func(_ Fault, due time.Time) { s.expireTokensLocked(due) },
+	})
 	for _, t := range opts.StaticTokens {
 		if t == "" {
 			return nil, errors.New("a static token is empty")
@@ -423,20 +408,13 @@ func newServer(opts Options) (*Server, error) {
 }
 
 // Close stops the server, cutting delayed answers short.
-func (s *Server) Close() {
-	s.closeOnce.Do(func() {
-		close(s.done)
-		if s.ts != nil {
-			s.ts.Close()
-		}
-	})
-}
+func (s *Server) Close() { s.host.Close() }
 
 // Client returns an HTTP client that trusts the server's certificate.
-func (s *Server) Client() *http.Client { return s.ts.Client() }
+func (s *Server) Client() *http.Client { return s.host.Client() }
 
 // Certificate returns the TLS certificate, nil without TLS.
-func (s *Server) Certificate() *x509.Certificate { return s.ts.Certificate() }
+func (s *Server) Certificate() *x509.Certificate { return s.host.Certificate() }
 
 // MissionURL is the Mission Server REST root; its jobs are at /jobs.
 func (s *Server) MissionURL() string { return s.URL + MissionRoot }
@@ -503,7 +481,7 @@ func normalize(j Job) (Job, error) {
 		j.Username = "admin"
 	}
 	if j.MissionID == "" {
-		j.MissionID = randomHex(16)
+		j.MissionID = simkit.RandomHex(16)
 	}
 	if j.OperationURI == "" {
 		j.OperationURI = "/admin/services/Sim.MapServer/edit"
@@ -519,25 +497,20 @@ func (s *Server) MustAddJob(j Job) {
 }
 
 func (s *Server) addLocked(j Job, now time.Time) *job {
-	jb := &job{spec: j, created: now}
-	t := now
-	for _, st := range j.Script {
-		jb.segs = append(jb.segs, segment{start: t, step: st})
-		t = t.Add(st.For)
-	}
+	jb := &job{spec: j, created: now, timeline: simkit.Scripted(now, j.Script, Step.hold)}
 	s.jobs[j.ID] = jb
 	s.order = append(s.order, jb)
 	return jb
 }
 
+func (st Step) hold() time.Duration { return st.For }
+func (st Step) status() string      { return st.Status }
+
 func checkScript(script []Step) error {
+	if err := simkit.CheckScript(script, Step.status, Step.hold); err != nil {
+		return err
+	}
 	for i, st := range script {
-		if strings.TrimSpace(st.Status) == "" {
-			return fmt.Errorf("script step %d has no status", i+1)
-		}
-		if i < len(script)-1 && st.For <= 0 {
-			return fmt.Errorf("script step %d (%s) needs a positive duration; only the last step may omit it", i+1, st.Status)
-		}
 		if st.Done < 0 {
 			return fmt.Errorf("script step %d (%s): done must not be negative", i+1, st.Status)
 		}
@@ -558,18 +531,6 @@ func (j *job) gone(now time.Time) bool {
 	return !p.IsZero() && !now.Before(p)
 }
 
-// current returns the index of the segment in force at now.
-func (j *job) current(now time.Time) int {
-	i := 0
-	for k, sg := range j.segs[1:] {
-		if sg.start.After(now) {
-			break
-		}
-		i = k + 1
-	}
-	return i
-}
-
 // Status returns a job's status now, and false for an unknown or purged job.
 func (s *Server) Status(id string) (string, bool) {
 	s.mu.Lock()
@@ -579,7 +540,7 @@ func (s *Server) Status(id string) (string, bool) {
 	if !ok || j.gone(now) {
 		return "", false
 	}
-	return j.segs[j.current(now)].step.Status, true
+	return j.timeline.At(now).Step.Status, true
 }
 
 // History lists every change of every job up to now by the server's clock,
@@ -593,24 +554,21 @@ func (s *Server) History() []Change {
 	now := s.clock.Now()
 	var out []Change
 	for _, j := range s.order {
-		prev := ""
+		same := func(a, b Step) bool { return visible(j.spec.Kind, a) == visible(j.spec.Kind, b) }
 		purged := j.purgedAt()
-		for i, sg := range j.segs {
-			if i > 0 && (sg.start.After(now) || !purged.IsZero() && !sg.start.Before(purged)) {
+		for i, sg := range j.timeline.Changes(now, same) {
+			if i > 0 && !purged.IsZero() && !sg.Start.Before(purged) {
 				break
 			}
-			if v := visible(j.spec.Kind, sg.step); i == 0 || v != prev {
-				out = append(out, change(j, sg.step, sg.start))
-				prev = v
-			}
+			out = append(out, change(j, sg.Step, sg.Start))
 		}
 		if j.gone(now) {
-			c := change(j, j.segs[j.current(j.purgedAt())].step, j.purgedAt())
+			c := change(j, j.timeline.At(purged).Step, purged)
 			c.Removed = true
 			out = append(out, c)
 		}
 	}
-	sort.SliceStable(out, func(a, b int) bool { return out[a].At.Before(out[b].At) })
+	slices.SortStableFunc(out, func(a, b Change) int { return a.At.Compare(b.At) })
 	return out
 }
 
@@ -652,85 +610,23 @@ func (s *Server) Stats() Stats {
 func (s *Server) ExpireTokens() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for v, t := range s.tokens {
-		if !t.static {
-			delete(s.tokens, v)
-		}
-	}
+	s.expireTokensLocked(s.clock.Now())
+}
+
+// expireTokensLocked invalidates the tokens generateToken issued until due
+// (a due FaultExpireTokens). Static tokens stay valid.
+func (s *Server) expireTokensLocked(due time.Time) {
+	maps.DeleteFunc(s.tokens, func(_ string, t *token) bool { return !t.static && !t.issued.After(due) })
 }
 
 // InjectFault arms f now, or at f.At after the server started.
 func (s *Server) InjectFault(f Fault) error {
-	if err := checkFault(f); err != nil {
-		return err
+	if f.Kind == FaultVendorError && f.Code < 0 {
+		return errors.New("a vendor_error fault's code must not be negative")
 	}
-	pf := &pendingFault{Fault: f, left: max(f.Count, 1)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pf.at = s.clock.Now()
-	if f.At > 0 {
-		pf.at = s.start.Add(f.At)
-	}
-	s.faults = append(s.faults, pf)
-	return nil
-}
-
-func checkFault(f Fault) error {
-	switch f.Kind {
-	case FaultStatus:
-		if f.Status != 0 && (f.Status < 100 || f.Status > 599) {
-			return fmt.Errorf("fault status %d is not an HTTP status", f.Status)
-		}
-	case FaultDelay:
-		if f.Delay <= 0 {
-			return errors.New("a delay fault needs a positive delay")
-		}
-	case FaultVendorError:
-		if f.Code < 0 {
-			return errors.New("a vendor_error fault's code must not be negative")
-		}
-	case FaultMalformed, FaultHTML, FaultExpireTokens:
-	default:
-		return fmt.Errorf("unknown fault kind %q: want status, delay, malformed, html, vendor_error or expire_tokens", f.Kind)
-	}
-	switch f.Endpoint {
-	case EndpointAny, EndpointToken, EndpointJob, EndpointList, EndpointSubmit:
-	default:
-		return fmt.Errorf("unknown endpoint %q: want token, job, list, submit or nothing for any", f.Endpoint)
-	}
-	if f.Count < 0 || f.At < 0 {
-		return errors.New("fault count and at must not be negative")
-	}
-	return nil
-}
-
-// takeFaultLocked fires due token expiries and returns the first armed
-// fault that matches ep, using up one of its requests.
-func (s *Server) takeFaultLocked(ep Endpoint, now time.Time) *Fault {
-	var hit *Fault
-	kept := s.faults[:0]
-	for _, pf := range s.faults {
-		due := !pf.at.After(now)
-		switch {
-		case due && pf.Kind == FaultExpireTokens:
-			for v, t := range s.tokens {
-				if !t.static && !t.issued.After(pf.at) {
-					delete(s.tokens, v)
-				}
-			}
-			continue
-		case due && hit == nil && (pf.Endpoint == EndpointAny || pf.Endpoint == ep):
-			f := pf.Fault
-			hit = &f
-			pf.left--
-		}
-		if pf.left > 0 {
-			kept = append(kept, pf)
-		}
-	}
-	clear(s.faults[len(kept):])
-	s.faults = kept
-	return hit
+	return s.faults.Arm(f, s.clock.Now())
 }
 
 // route is what a request path names.
@@ -793,70 +689,62 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := s.clock.Now()
 	s.mu.Lock()
 	s.stats.Requests++
-	f := s.takeFaultLocked(rt.ep, now)
-	if f != nil {
+	f, hit := s.faults.Take(rt.ep, now)
+	if hit {
 		s.stats.Faults++
 	}
 	s.mu.Unlock()
-	rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 	// ArcGIS stamps every answer; a client may correct its token expiry
 	// with it, so it must follow the simulated clock.
-	rw.Header().Set("Date", now.UTC().Format(http.TimeFormat))
-	defer func() {
-		s.log.Debug().Str("method", r.Method).Str("path", r.URL.EscapedPath()).Int("status", rw.code).Msg("request")
-	}()
+	w.Header().Set("Date", now.UTC().Format(http.TimeFormat))
 
-	if f != nil && s.applyFault(rw, r, rt, f) {
+	if hit && s.applyFault(w, r, rt, f) {
 		return
 	}
 	if !known {
-		s.writeError(rw, rt.admin, 400, "Invalid URL", nil)
+		s.writeError(w, rt.admin, 400, "Invalid URL", nil)
 		return
 	}
 	switch rt.ep {
 	case EndpointToken:
-		s.generateToken(rw, r, rt.portal)
+		s.generateToken(w, r, rt.portal)
 		return
 	case EndpointSubmit:
 		if r.Method != http.MethodGet && r.Method != http.MethodPost {
-			s.writeError(rw, false, 405, "Method not supported.", nil)
+			s.writeError(w, false, 405, "Method not supported.", nil)
 			return
 		}
 	default:
 		if r.Method != http.MethodGet {
-			s.writeError(rw, rt.admin, 405, "Method not supported.", nil)
+			s.writeError(w, rt.admin, 405, "Method not supported.", nil)
 			return
 		}
 	}
 	if !wantsJSON(r) {
-		writeHTMLPage(rw, http.StatusOK, "ArcGIS REST Services Directory", "This resource answers JSON only with f=json or f=pjson.")
+		writeHTMLPage(w, http.StatusOK, "ArcGIS REST Services Directory", "This resource answers JSON only with f=json or f=pjson.")
 		return
 	}
-	if !s.authorize(rw, r, rt.admin) {
+	if !s.authorize(w, r, rt.admin) {
 		return
 	}
 	switch rt.ep {
 	case EndpointJob:
-		s.serveJob(rw, rt)
+		s.serveJob(w, rt)
 	case EndpointList:
-		s.serveList(rw, rt)
+		s.serveList(w, rt)
 	case EndpointSubmit:
-		s.submitJob(rw)
+		s.submitJob(w)
 	}
 }
 
 // applyFault answers with f and reports whether the request is done.
-func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, rt route, f *Fault) bool {
+func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, rt route, f Fault) bool {
 	switch f.Kind {
 	case FaultStatus:
-		code := f.Status
-		if code == 0 {
-			code = http.StatusInternalServerError
-		}
+		code := f.Base().StatusOr(http.StatusInternalServerError)
 		writeHTMLPage(w, code, fmt.Sprintf("HTTP Status %d", code), http.StatusText(code))
 	case FaultMalformed:
-		w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-		fmt.Fprint(w, `{"jobId":"j0","status":"EXEC`)
+		simkit.WriteBody(w, http.StatusOK, "application/json;charset=UTF-8", `{"jobId":"j0","status":"EXEC`)
 	case FaultHTML:
 		writeHTMLPage(w, http.StatusOK, "Error", "Service Temporarily Unavailable")
 	case FaultVendorError:
@@ -866,14 +754,7 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, rt route, f 
 		}
 		s.writeError(w, rt.admin, code, "An unexpected error occurred.", nil)
 	case FaultDelay:
-		t := time.NewTimer(f.Delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return false
-		case <-r.Context().Done():
-		case <-s.done:
-		}
+		return !s.host.Hold(r, f.Delay)
 	default:
 		return false
 	}
@@ -935,7 +816,7 @@ func (s *Server) serveList(w http.ResponseWriter, rt route) {
 // submitJob creates a GP job on the default script, as the task's
 // submitJob does; the answer is the job's first status.
 func (s *Server) submitJob(w http.ResponseWriter) {
-	j, err := normalize(Job{ID: "j" + randomHex(16), Kind: KindGP})
+	j, err := normalize(Job{ID: "j" + simkit.RandomHex(16), Kind: KindGP})
 	if err != nil {
 		s.writeError(w, false, 500, err.Error(), nil)
 		return
@@ -943,7 +824,7 @@ func (s *Server) submitJob(w http.ResponseWriter) {
 	s.mu.Lock()
 	s.stats.Submitted++
 	jb := s.addLocked(j, s.clock.Now())
-	first := jb.segs[0].step.Status
+	first := jb.timeline.First().Step.Status
 	s.mu.Unlock()
 	writeJSON(w, struct {
 		JobID     string `json:"jobId"`
@@ -975,37 +856,19 @@ func (s *Server) writeError(w http.ResponseWriter, admin bool, code int, message
 	}{inner{code, message, details}})
 }
 
+// writeJSON answers 200, as ArcGIS answers errors too, without a final
+// newline.
 func writeJSON(w http.ResponseWriter, v any) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	b, err := simkit.EncodeJSON(v)
+	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	w.WriteHeader(http.StatusOK)
-	w.Write(bytes.TrimRight(b.Bytes(), "\n"))
+	simkit.WriteBody(w, http.StatusOK, "application/json;charset=UTF-8", string(bytes.TrimRight(b, "\n")))
 }
 
 func writeHTMLPage(w http.ResponseWriter, code int, title, text string) {
 	w.Header().Set("Content-Type", "text/html;charset=UTF-8")
 	w.WriteHeader(code)
 	fmt.Fprintf(w, "<!DOCTYPE html><html><head><title>%s</title></head><body><h1>%s</h1><p>%s</p></body></html>", title, title, text)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	w.code = code
-	w.ResponseWriter.WriteHeader(code)
 }

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit"
 )
 
 // TimestampLayout is how Helix CO writes last_exec_ts: ISO-8601 UTC to the
@@ -86,18 +88,22 @@ type view struct {
 	Status, ExitCode, LastExec string
 }
 
-type segment struct {
-	start  time.Time
+// mark is one step of an ETL's timeline: what it shows, and whether this
+// change ends a run.
+type mark struct {
 	view   view
 	runEnd bool
 }
 
+// sameView: a client cannot tell two marks apart by what they show.
+func sameView(a, b mark) bool { return a.view == b.view }
+
 type etl struct {
-	spec    ETL
-	created time.Time
-	removed time.Time // zero while it exists
-	segs    []segment
-	polls   int
+	spec     ETL
+	created  time.Time
+	removed  time.Time // zero while it exists
+	timeline simkit.Timeline[mark]
+	polls    int
 }
 
 func normalizeETL(e ETL) (ETL, error) {
@@ -160,16 +166,10 @@ func normalizeETL(e ETL) (ETL, error) {
 // build computes the ETL's timeline: every status it will show, from its
 // creation on.
 func (j *etl) build(stampAtStart bool) error {
-	segs := []segment{{start: j.created, view: view{Status: j.spec.Initial}}}
-	add := func(s segment) {
-		// A change at the very instant of the previous one replaces it:
-		// nobody could have seen the earlier one.
-		if last := &segs[len(segs)-1]; last.start.Equal(s.start) {
-			*last = s
-			return
-		}
-		segs = append(segs, s)
-	}
+	// A change at the very instant of the previous one replaces it (see
+	// Timeline.Set).
+	var tl simkit.Timeline[mark]
+	tl.Set(j.created, mark{view: view{Status: j.spec.Initial}})
 	if j.spec.Service {
 		stamp := ""
 		for _, st := range j.spec.Steps {
@@ -177,9 +177,9 @@ func (j *etl) build(stampAtStart bool) error {
 			if strings.EqualFold(st.Status, "SERVICE_ON") {
 				stamp = at.UTC().Format(TimestampLayout)
 			}
-			add(segment{start: at, view: view{Status: st.Status, LastExec: stamp}})
+			tl.Set(at, mark{view: view{Status: st.Status, LastExec: stamp}})
 		}
-		j.segs = segs
+		j.timeline = tl
 		return nil
 	}
 	var prev view
@@ -195,29 +195,20 @@ func (j *etl) build(stampAtStart bool) error {
 		if stampAtStart {
 			running.LastExec = stamp
 		}
-		add(segment{start: start, view: running})
+		tl.Set(start, mark{view: running})
 		exit := r.ExitCode
 		if exit == NoExitCode {
 			exit = ""
 		}
 		prev = view{Status: r.Then, ExitCode: exit, LastExec: stamp}
-		add(segment{start: start.Add(r.For), view: prev, runEnd: true})
+		tl.Set(start.Add(r.For), mark{view: prev, runEnd: true})
 	}
-	j.segs = segs
+	j.timeline = tl
 	return nil
 }
 
 // at returns the view at t.
-func (j *etl) at(t time.Time) view {
-	cur := j.segs[0].view
-	for _, sg := range j.segs[1:] {
-		if sg.start.After(t) {
-			break
-		}
-		cur = sg.view
-	}
-	return cur
-}
+func (j *etl) at(t time.Time) view { return j.timeline.At(t).Step.view }
 
 // gone reports whether the ETL was deleted by t.
 func (j *etl) gone(t time.Time) bool { return !j.removed.IsZero() && !j.removed.After(t) }
@@ -242,7 +233,7 @@ func (j *etl) addRun(start time.Time, r Run, stampAtStart bool) error {
 	if err := next.build(stampAtStart); err != nil {
 		return err
 	}
-	j.spec, j.segs = next.spec, next.segs
+	j.spec, j.timeline = next.spec, next.timeline
 	return nil
 }
 

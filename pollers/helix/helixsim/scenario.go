@@ -1,12 +1,10 @@
 package helixsim
 
 import (
-	"errors"
-	"fmt"
 	"io"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit"
 )
 
 // scenario is the file form of Options: everything a standalone run needs,
@@ -32,16 +30,11 @@ type scenario struct {
 // are errors, so a typo does not silently drop a fault. See
 // testdata/example.yaml.
 func LoadScenario(r io.Reader) (Options, error) {
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	var sc scenario
-	if err := dec.Decode(&sc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return Options{}, errors.New("scenario is empty")
-		}
-		return Options{}, fmt.Errorf("scenario: %w", err)
-	}
-	opts := Options{
+	return simkit.LoadScenario(r, scenario.options, checkOptions)
+}
+
+func (sc scenario) options() (Options, error) {
+	return Options{
 		AccessKeys:     sc.AccessKeys,
 		APITokens:      sc.APITokens,
 		JWTTTL:         sc.JWTTTL,
@@ -54,10 +47,11 @@ func LoadScenario(r io.Reader) (Options, error) {
 		TLS:            sc.TLS,
 		ETLs:           sc.ETLs,
 		Faults:         sc.Faults,
-	}
-	// Check everything a server would, without listening.
-	if _, err := newServer(opts); err != nil {
-		return Options{}, fmt.Errorf("scenario: %w", err)
-	}
-	return opts, nil
+	}, nil
+}
+
+// checkOptions checks everything a server would, without listening.
+func checkOptions(opts Options) error {
+	_, err := newServer(opts)
+	return err
 }

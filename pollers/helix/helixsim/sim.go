@@ -42,34 +42,29 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit"
 )
 
 // Clock drives runs, token lifetimes and scheduled faults. Delay faults
 // always take real time: they model the network, not the vendor.
 // pollkit.ManualClock is one a test can move.
-type Clock interface {
-	Now() time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
+type Clock = simkit.Clock
 
 // Endpoint names a REST call, for targeting faults.
-type Endpoint string
+type Endpoint = simkit.Endpoint
 
 // The simulated endpoints. EndpointAny matches every request, unknown paths
 // included.
 const (
-	EndpointAny    Endpoint = ""
+	EndpointAny             = simkit.EndpointAny
 	EndpointLogin  Endpoint = "login"
 	EndpointList   Endpoint = "list"
 	EndpointStatus Endpoint = "status"
@@ -140,19 +135,19 @@ type Options struct {
 }
 
 // FaultKind says what a fault does to the requests it hits.
-type FaultKind string
+type FaultKind = simkit.FaultKind
 
 // Fault kinds.
 const (
 	// FaultStatus answers with Fault.Status (default 500) and an HTML body.
-	FaultStatus FaultKind = "status"
+	FaultStatus = simkit.FaultStatus
 	// FaultDelay holds the answer for Fault.Delay (real time), then answers
 	// normally.
-	FaultDelay FaultKind = "delay"
+	FaultDelay = simkit.FaultDelay
 	// FaultMalformed answers 200 with truncated JSON.
-	FaultMalformed FaultKind = "malformed"
+	FaultMalformed = simkit.FaultMalformed
 	// FaultHTML answers 200 with an HTML page, as a proxy or SSO page might.
-	FaultHTML FaultKind = "html"
+	FaultHTML = simkit.FaultHTML
 	// FaultEmpty answers 200 with an empty body.
 	FaultEmpty FaultKind = "empty"
 	// FaultLiteral204 answers a status call with "204 OK" and its body.
@@ -161,21 +156,11 @@ const (
 	FaultExpireTokens FaultKind = "expire_tokens"
 )
 
-// Fault is an injected misbehaviour.
-type Fault struct {
-	Kind FaultKind `yaml:"kind"`
-	// Count is how many requests it hits; 0 means 1.
-	Count int `yaml:"count"`
-	// Status is the answer of a FaultStatus; default 500.
-	Status int `yaml:"status"`
-	// Delay is the hold of a FaultDelay.
-	Delay time.Duration `yaml:"delay"`
-	// Endpoint limits the fault to one call; empty means any.
-	Endpoint Endpoint `yaml:"endpoint"`
-	// At arms the fault this long after the server started, by its Clock;
-	// zero arms it at once.
-	At time.Duration `yaml:"at"`
-}
+// Fault is an injected misbehaviour: Kind, Count (0 means 1), Status (of
+// a FaultStatus; default 500), Delay, Endpoint (empty means any) and At
+// (arms it this long after the server started, by its Clock; zero arms it
+// at once).
+type Fault = simkit.Fault
 
 // Change is one status change of one ETL: the ground truth a test compares
 // with what the bridge published. Empty strings are "no value".
@@ -210,41 +195,26 @@ type Server struct {
 	// Options.SeparatePortal.
 	PortalURL string
 
-	ts, portal *httptest.Server
-	opts       Options
-	clock      Clock
-	log        zerolog.Logger
-	start      time.Time
-	signKey    []byte
-	done       chan struct{}
-	closeOnce  sync.Once
+	host    *simkit.Host
+	opts    Options
+	clock   Clock
+	log     zerolog.Logger
+	signKey []byte
 
 	mu         sync.Mutex
 	etls       map[int]*etl
 	order      []*etl
 	tokens     map[string]time.Time // JWT → expiry by the clock
-	faults     []*pendingFault
+	faults     *simkit.FaultQueue[Fault]
 	literal204 bool
 	runSeq     int
 	stats      Stats
 }
 
-type pendingFault struct {
-	Fault
-	at   time.Time
-	left int
-}
-
 // NewServer starts a simulator on 127.0.0.1 at a random port. Like
 // httptest.NewServer it panics when it cannot listen or the options are
 // invalid.
-func NewServer(opts Options) *Server {
-	s, err := Listen("127.0.0.1:0", opts)
-	if err != nil {
-		panic("helixsim: " + err.Error())
-	}
-	return s
-}
+func NewServer(opts Options) *Server { return simkit.Must(Listen(simkit.LocalAddr, opts)) }
 
 // Listen starts a simulator on addr (host:port). With SeparatePortal the
 // portal listens on the same host at a random port.
@@ -253,32 +223,19 @@ func Listen(addr string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	start := func(addr string, h http.Handler) (*httptest.Server, error) {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		ts := httptest.NewUnstartedServer(h)
-		ts.Listener.Close()
-		ts.Listener = l
-		if s.opts.TLS {
-			ts.StartTLS()
-		} else {
-			ts.Start()
-		}
-		return ts, nil
-	}
-	if s.ts, err = start(addr, http.HandlerFunc(s.serveAPI)); err != nil {
+	api, err := s.host.Listen(addr, opts.TLS, simkit.LogRequests(s.log, http.HandlerFunc(s.serveAPI)))
+	if err != nil {
 		return nil, err
 	}
-	s.URL, s.PortalURL = s.ts.URL, s.ts.URL
-	if s.opts.SeparatePortal {
-		host, _, _ := net.SplitHostPort(s.ts.Listener.Addr().String())
-		if s.portal, err = start(net.JoinHostPort(host, "0"), http.HandlerFunc(s.servePortal)); err != nil {
-			s.ts.Close()
+	s.URL, s.PortalURL = api.URL, api.URL
+	if opts.SeparatePortal {
+		host, _, _ := net.SplitHostPort(api.Listener.Addr().String())
+		portal, err := s.host.Listen(net.JoinHostPort(host, "0"), opts.TLS, simkit.LogRequests(s.log, http.HandlerFunc(s.servePortal)))
+		if err != nil {
+			s.Close()
 			return nil, err
 		}
-		s.PortalURL = s.portal.URL
+		s.PortalURL = portal.URL
 	}
 	return s, nil
 }
@@ -324,21 +281,28 @@ func newServer(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("NotFoundStatus %d: want 400 (as documented) or 404", opts.NotFoundStatus)
 	}
 	if opts.Clock == nil {
-		opts.Clock = realClock{}
+		opts.Clock = simkit.WallClock{}
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
 	s := &Server{
+		host:       simkit.NewHost(),
 		opts:       opts,
 		clock:      opts.Clock,
 		log:        opts.Logger.With().Str("component", "helixsim").Logger(),
 		signKey:    key,
-		done:       make(chan struct{}),
 		etls:       make(map[int]*etl),
 		tokens:     make(map[string]time.Time),
 		literal204: opts.Literal204,
 	}
-	s.start = s.clock.Now()
+	vocab := simkit.Vocabulary{
+		Kinds:     []FaultKind{FaultStatus, FaultDelay, FaultMalformed, FaultHTML, FaultEmpty, FaultLiteral204, FaultExpireTokens},
+		Endpoints: []Endpoint{EndpointLogin, EndpointList, EndpointStatus, EndpointRun},
+	}
+	s.faults = simkit.NewFaultQueue(s.clock.Now(), vocab, map[FaultKind]func(Fault, time.Time){
+		// Every JWT dies when the fault comes due.
+		FaultExpireTokens: func(Fault, time.Time) { clear(s.tokens) },
+	})
 	for _, e := range opts.ETLs {
 		if err := s.AddETL(e); err != nil {
 			return nil, err
@@ -352,24 +316,15 @@ func newServer(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Close stops the server, cutting delayed replies short.
-func (s *Server) Close() {
-	s.closeOnce.Do(func() {
-		close(s.done)
-		if s.ts != nil {
-			s.ts.Close()
-		}
-		if s.portal != nil {
-			s.portal.Close()
-		}
-	})
-}
+// Close stops the server and its portal, cutting delayed replies short.
+func (s *Server) Close() { s.host.Close() }
 
-// Client returns an HTTP client that trusts the server's certificate.
-func (s *Server) Client() *http.Client { return s.ts.Client() }
+// Client returns an HTTP client that trusts the server's certificate (the
+// portal's is the same).
+func (s *Server) Client() *http.Client { return s.host.Client() }
 
 // Certificate returns the TLS certificate, nil without TLS.
-func (s *Server) Certificate() *x509.Certificate { return s.ts.Certificate() }
+func (s *Server) Certificate() *x509.Certificate { return s.host.Certificate() }
 
 // AddETL adds an ETL created now by the server's clock; its runs' and
 // steps' At count from now.
@@ -477,19 +432,16 @@ func (s *Server) History() []Change {
 	now := s.clock.Now()
 	var out []Change
 	for _, j := range s.order {
-		var prev view
-		for i, sg := range j.segs {
-			if sg.start.After(now) || j.gone(sg.start) {
+		for _, sg := range j.timeline.Changes(now, sameView) {
+			if j.gone(sg.Start) {
 				break
 			}
-			if i == 0 || sg.view != prev {
-				out = append(out, Change{ETL: j.spec.ID, Status: sg.view.Status, ExitCode: sg.view.ExitCode,
-					LastExecTS: sg.view.LastExec, At: sg.start, RunEnded: sg.runEnd})
-			}
-			prev = sg.view
+			v := sg.Step.view
+			out = append(out, Change{ETL: j.spec.ID, Status: v.Status, ExitCode: v.ExitCode,
+				LastExecTS: v.LastExec, At: sg.Start, RunEnded: sg.Step.runEnd})
 		}
 	}
-	sort.SliceStable(out, func(a, b int) bool { return out[a].At.Before(out[b].At) })
+	slices.SortStableFunc(out, func(a, b Change) int { return a.At.Compare(b.At) })
 	return out
 }
 
@@ -509,72 +461,12 @@ func (s *Server) ExpireTokens() {
 
 // InjectFault arms f now, or at f.At after the server started.
 func (s *Server) InjectFault(f Fault) error {
-	if err := checkFault(f); err != nil {
-		return err
+	if f.Kind == FaultLiteral204 && f.Endpoint != EndpointStatus {
+		return errors.New("a literal_204 fault applies to the status endpoint only: set endpoint: status")
 	}
-	pf := &pendingFault{Fault: f, left: max(f.Count, 1)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pf.at = s.clock.Now()
-	if f.At > 0 {
-		pf.at = s.start.Add(f.At)
-	}
-	s.faults = append(s.faults, pf)
-	return nil
-}
-
-func checkFault(f Fault) error {
-	switch f.Kind {
-	case FaultStatus:
-		if f.Status != 0 && (f.Status < 100 || f.Status > 599) {
-			return fmt.Errorf("fault status %d is not an HTTP status", f.Status)
-		}
-	case FaultDelay:
-		if f.Delay <= 0 {
-			return errors.New("a delay fault needs a positive delay")
-		}
-	case FaultLiteral204:
-		if f.Endpoint != EndpointStatus {
-			return errors.New("a literal_204 fault applies to the status endpoint only: set endpoint: status")
-		}
-	case FaultMalformed, FaultHTML, FaultEmpty, FaultExpireTokens:
-	default:
-		return fmt.Errorf("unknown fault kind %q: want status, delay, malformed, html, empty, literal_204 or expire_tokens", f.Kind)
-	}
-	switch f.Endpoint {
-	case EndpointAny, EndpointLogin, EndpointList, EndpointStatus, EndpointRun:
-	default:
-		return fmt.Errorf("unknown endpoint %q: want login, list, status, run or nothing for any", f.Endpoint)
-	}
-	if f.Count < 0 || f.At < 0 {
-		return errors.New("fault count and at must not be negative")
-	}
-	return nil
-}
-
-// takeFaultLocked fires due token expiries and returns the first armed
-// fault that matches ep, using up one of its requests.
-func (s *Server) takeFaultLocked(ep Endpoint, now time.Time) *Fault {
-	var hit *Fault
-	kept := s.faults[:0]
-	for _, pf := range s.faults {
-		due := !pf.at.After(now)
-		switch {
-		case due && pf.Kind == FaultExpireTokens:
-			clear(s.tokens)
-			continue
-		case due && hit == nil && (pf.Endpoint == EndpointAny || pf.Endpoint == ep):
-			f := pf.Fault
-			hit = &f
-			pf.left--
-		}
-		if pf.left > 0 {
-			kept = append(kept, pf)
-		}
-	}
-	clear(s.faults[len(kept):])
-	s.faults = kept
-	return hit
+	return s.faults.Arm(f, s.clock.Now())
 }
 
 // reply is a handler's answer, written by ServeHTTP.
@@ -613,21 +505,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, portal, api bool)
 	now := s.clock.Now()
 	s.mu.Lock()
 	s.stats.Requests++
-	f := s.takeFaultLocked(ep, now)
-	if f != nil {
+	f, hit := s.faults.Take(ep, now)
+	if hit {
 		s.stats.Faults++
 	}
 	lit204 := s.literal204
 	s.mu.Unlock()
 
 	var rep reply
-	defer func() {
-		s.log.Debug().Str("method", r.Method).Str("path", r.URL.EscapedPath()).Int("status", rep.code).Msg("request")
-	}()
-	if f != nil {
+	if hit {
 		switch f.Kind {
 		case FaultStatus:
-			rep = htmlReply(orDefault(f.Status, http.StatusInternalServerError))
+			rep = htmlReply(f.StatusOr(http.StatusInternalServerError))
 			write(w, rep)
 			return
 		case FaultMalformed:
@@ -646,14 +535,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, portal, api bool)
 		case FaultLiteral204:
 			lit204 = true
 		case FaultDelay:
-			t := time.NewTimer(f.Delay)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return
-			case <-s.done:
-				t.Stop()
+			if !s.host.Hold(r, f.Delay) {
 				return
 			}
 		}
@@ -693,13 +575,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, portal, api bool)
 		rep = s.run(w, r, arg)
 	}
 	write(w, rep)
-}
-
-func orDefault(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // route maps an escaped path to an endpoint and its ETL id (still
@@ -767,7 +642,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) reply {
 func (s *Server) mintJWT(key *AccessKey, now, exp time.Time) string {
 	enc := base64.RawURLEncoding
 	header := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
-	claims := map[string]any{"sub": key.ID, "iat": now.Unix(), "jti": randomHex(8)}
+	claims := map[string]any{"sub": key.ID, "iat": now.Unix(), "jti": simkit.RandomHex(8)}
 	if key.TenantID != "" {
 		claims["tenant_id"] = key.TenantID
 	}
@@ -882,7 +757,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, arg string) reply {
 	var in struct {
 		Props map[string]any `json:"run_execution_properties"`
 	}
-	body, err := readAll(w, r)
+	body, err := simkit.ReadBody(w, r, 1<<20)
 	if err != nil || (len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &in) != nil) {
 		return messageReply(http.StatusBadRequest, "Invalid request body")
 	}
@@ -914,12 +789,6 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, arg string) reply {
 	return jsonReply(http.StatusOK, answer{ID: 9000 + s.runSeq, Status: "OK"})
 }
 
-func readAll(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	var b bytes.Buffer
-	_, err := b.ReadFrom(http.MaxBytesReader(w, r.Body, 1<<20))
-	return b.Bytes(), err
-}
-
 func write(w http.ResponseWriter, rep reply) {
 	ct := rep.ctype
 	if ct == "" {
@@ -936,12 +805,11 @@ func write(w http.ResponseWriter, rep reply) {
 // connection is then closed, since a client that (rightly) ignores the body
 // could not find the next response on it.
 func writeLiteral204(w http.ResponseWriter, rep reply) {
-	hj, ok := w.(http.Hijacker)
-	if !ok {
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if errors.Is(err, http.ErrNotSupported) {
 		write(w, rep)
 		return
 	}
-	conn, buf, err := hj.Hijack()
 	if err != nil {
 		return
 	}
@@ -956,10 +824,4 @@ func htmlReply(code int) reply {
 	return reply{code: code, ctype: "text/html;charset=utf-8", body: []byte(fmt.Sprintf(
 		"<!doctype html><html><head><title>%d %s</title></head><body><h1>%d %s</h1></body></html>",
 		code, http.StatusText(code), code, http.StatusText(code)))}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return fmt.Sprintf("%x", b)
 }

@@ -1,12 +1,10 @@
 package huaweisim
 
 import (
-	"errors"
-	"fmt"
 	"io"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit"
 )
 
 // scenario is the file form of Options: everything a standalone run needs,
@@ -32,23 +30,19 @@ type scenario struct {
 // errors, so a typo does not silently drop a fault. See
 // testdata/example.yaml.
 func LoadScenario(r io.Reader) (Options, error) {
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	var sc scenario
-	if err := dec.Decode(&sc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return Options{}, errors.New("scenario is empty")
-		}
-		return Options{}, fmt.Errorf("scenario: %w", err)
-	}
-	opts := Options{
+	return simkit.LoadScenario(r, scenario.options, checkOptions)
+}
+
+func (sc scenario) options() (Options, error) {
+	return Options{
 		ProjectID: sc.ProjectID, ProjectName: sc.ProjectName, Domain: sc.Domain, Users: sc.Users,
 		TokenTTL: sc.TokenTTL, Envelope: sc.Envelope, EpochTimes: sc.EpochTimes, MaxLimit: sc.MaxLimit,
 		TLS: sc.TLS, DefaultScript: sc.DefaultScript, Jobs: sc.Jobs, Faults: sc.Faults,
-	}
-	// Check everything a server would, without listening.
-	if _, err := newServer(opts); err != nil {
-		return Options{}, fmt.Errorf("scenario: %w", err)
-	}
-	return opts, nil
+	}, nil
+}
+
+// checkOptions checks everything a server would, without listening.
+func checkOptions(opts Options) error {
+	_, err := newServer(opts)
+	return err
 }

@@ -33,19 +33,14 @@
 package huaweisim
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"sort"
@@ -55,15 +50,30 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/jobbridge/jobbridge/pollers/pollkit"
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit"
 )
 
+// Clock drives job and task scripts, token expiry and scheduled faults.
+// Delay faults always take real time: they model the network, not Huawei.
+type Clock = simkit.Clock
+
+// ManualClock is a Clock that moves only when told to, so a test can step
+// jobs through their scripts without sleeping: pollkit's, kept under this
+// name for earlier callers.
+type ManualClock = pollkit.ManualClock
+
+// NewManualClock returns a clock standing at start.
+func NewManualClock(start time.Time) *ManualClock { return pollkit.NewManualClock(start) }
+
 // Endpoint names a call, for targeting faults.
-type Endpoint string
+type Endpoint = simkit.Endpoint
 
 // The simulated endpoints. EndpointAny matches every request, unknown paths
 // included.
 const (
-	EndpointAny Endpoint = ""
+	EndpointAny          = simkit.EndpointAny
 	EndpointIAM Endpoint = "iam"
 	EndpointJob Endpoint = "job"
 )
@@ -180,20 +190,20 @@ type Job struct {
 }
 
 // FaultKind says what a fault does to the requests it hits.
-type FaultKind string
+type FaultKind = simkit.FaultKind
 
 // Fault kinds.
 const (
 	// FaultStatus answers with Fault.Status (default 500) in the error
 	// envelope.
-	FaultStatus FaultKind = "status"
+	FaultStatus = simkit.FaultStatus
 	// FaultDelay holds the answer for Fault.Delay (real time), then answers
 	// normally.
-	FaultDelay FaultKind = "delay"
+	FaultDelay = simkit.FaultDelay
 	// FaultMalformed answers 200 with truncated JSON.
-	FaultMalformed FaultKind = "malformed"
+	FaultMalformed = simkit.FaultMalformed
 	// FaultHTML answers 200 with an HTML error page, as a proxy might.
-	FaultHTML FaultKind = "html"
+	FaultHTML = simkit.FaultHTML
 	// FaultThrottle answers 429 APIG.0308, as the gateway does over its
 	// rate limit.
 	FaultThrottle FaultKind = "throttle"
@@ -202,21 +212,11 @@ const (
 	FaultExpireTokens FaultKind = "expire_tokens"
 )
 
-// Fault is an injected misbehaviour.
-type Fault struct {
-	Kind FaultKind `yaml:"kind"`
-	// Count is how many requests it hits; 0 means 1.
-	Count int `yaml:"count"`
-	// Status is the answer of a FaultStatus; default 500.
-	Status int `yaml:"status"`
-	// Delay is the hold of a FaultDelay.
-	Delay time.Duration `yaml:"delay"`
-	// Endpoint limits the fault to one call; empty means any.
-	Endpoint Endpoint `yaml:"endpoint"`
-	// At arms the fault this long after the server started, by its Clock;
-	// zero arms it at once.
-	At time.Duration `yaml:"at"`
-}
+// Fault is an injected misbehaviour: Kind, Count (0 means 1), Status (of
+// a FaultStatus; default 500), Delay, Endpoint (empty means any) and At
+// (arms it this long after the server started, by its Clock; zero arms it
+// at once).
+type Fault = simkit.Fault
 
 // Change is one status change of a job (TaskID empty) or of one of its
 // tasks: the ground truth a test compares with what the bridge published.
@@ -254,19 +254,16 @@ type Server struct {
 	// URL is the root of both the IAM and the ServiceStage endpoint.
 	URL string
 
-	ts        *httptest.Server
-	opts      Options
-	clock     Clock
-	log       zerolog.Logger
-	start     time.Time
-	done      chan struct{}
-	closeOnce sync.Once
+	host  *simkit.Host
+	opts  Options
+	clock Clock
+	log   zerolog.Logger
 
 	mu      sync.Mutex
 	jobs    map[string]*job
 	order   []*job
 	tokens  map[string]*token
-	faults  []*pendingFault
+	faults  *simkit.FaultQueue[Fault]
 	stats   Stats
 	queries []Query
 }
@@ -274,21 +271,16 @@ type Server struct {
 type job struct {
 	spec     Job
 	start    time.Time
-	segs     []segment
+	timeline simkit.Timeline[Step]
 	tasks    []*taskState
 	instance string
 	removed  bool
 }
 
 type taskState struct {
-	spec    Task
-	created time.Time
-	segs    []segment
-}
-
-type segment struct {
-	start time.Time
-	step  Step
+	spec     Task
+	created  time.Time
+	timeline simkit.Timeline[Step]
 }
 
 type token struct {
@@ -296,22 +288,10 @@ type token struct {
 	projectID       string
 }
 
-type pendingFault struct {
-	Fault
-	at   time.Time
-	left int
-}
-
 // NewServer starts a simulator on 127.0.0.1 at a random port. Like
 // httptest.NewServer it panics when it cannot listen or the options are
 // invalid.
-func NewServer(opts Options) *Server {
-	s, err := Listen("127.0.0.1:0", opts)
-	if err != nil {
-		panic("huaweisim: " + err.Error())
-	}
-	return s
-}
+func NewServer(opts Options) *Server { return simkit.Must(Listen(simkit.LocalAddr, opts)) }
 
 // Listen starts a simulator on addr (host:port).
 func Listen(addr string, opts Options) (*Server, error) {
@@ -319,19 +299,11 @@ func Listen(addr string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", addr)
+	ts, err := s.host.Listen(addr, opts.TLS, simkit.LogRequests(s.log, s))
 	if err != nil {
 		return nil, err
 	}
-	s.ts = httptest.NewUnstartedServer(s)
-	s.ts.Listener.Close()
-	s.ts.Listener = l
-	if opts.TLS {
-		s.ts.StartTLS()
-	} else {
-		s.ts.Start()
-	}
-	s.URL = s.ts.URL
+	s.URL = ts.URL
 	return s, nil
 }
 
@@ -379,7 +351,7 @@ func newServer(opts Options) (*Server, error) {
 		opts.MaxLimit = DefaultMaxLimit
 	}
 	if opts.Clock == nil {
-		opts.Clock = wallClock{}
+		opts.Clock = simkit.WallClock{}
 	}
 	if len(opts.DefaultScript) == 0 {
 		opts.DefaultScript = []Step{
@@ -392,14 +364,23 @@ func newServer(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("DefaultScript: %w", err)
 	}
 	s := &Server{
+		host:   simkit.NewHost(),
 		opts:   opts,
 		clock:  opts.Clock,
 		log:    opts.Logger.With().Str("component", "huaweisim").Logger(),
-		done:   make(chan struct{}),
 		jobs:   make(map[string]*job),
 		tokens: make(map[string]*token),
 	}
-	s.start = s.clock.Now()
+	vocab := simkit.Vocabulary{
+		Kinds:     []FaultKind{FaultStatus, FaultDelay, FaultMalformed, FaultHTML, FaultThrottle, FaultExpireTokens},
+		Endpoints: []Endpoint{EndpointIAM, EndpointJob},
+	}
+	s.faults = simkit.NewFaultQueue(s.clock.Now(), vocab, map[FaultKind]func(Fault, time.Time){
+		// Tokens issued until the fault came due are revoked.
+		FaultExpireTokens: func(_ Fault, due time.Time) {
+			maps.DeleteFunc(s.tokens, func(_ string, tk *token) bool { return !tk.issued.After(due) })
+		},
+	})
 	for _, j := range opts.Jobs {
 		if err := s.AddJobSpec(j); err != nil {
 			return nil, err
@@ -414,20 +395,13 @@ func newServer(opts Options) (*Server, error) {
 }
 
 // Close stops the server, cutting delayed replies short.
-func (s *Server) Close() {
-	s.closeOnce.Do(func() {
-		close(s.done)
-		if s.ts != nil {
-			s.ts.Close()
-		}
-	})
-}
+func (s *Server) Close() { s.host.Close() }
 
 // Client returns an HTTP client that trusts the server's certificate.
-func (s *Server) Client() *http.Client { return s.ts.Client() }
+func (s *Server) Client() *http.Client { return s.host.Client() }
 
 // Certificate returns the TLS certificate, nil without TLS.
-func (s *Server) Certificate() *x509.Certificate { return s.ts.Certificate() }
+func (s *Server) Certificate() *x509.Certificate { return s.host.Certificate() }
 
 // ProjectID returns the id of the simulated project.
 func (s *Server) ProjectID() string { return s.opts.ProjectID }
@@ -465,7 +439,7 @@ func (s *Server) AddJobSpec(j Job) error {
 	for i := range tasks {
 		t := &tasks[i]
 		if t.ID == "" {
-			t.ID = "Task-" + randomUUID()
+			t.ID = "Task-" + simkit.RandomUUID()
 		}
 		if ids[t.ID] {
 			return fmt.Errorf("job %q: task %q appears twice", j.ID, t.ID)
@@ -497,40 +471,20 @@ func (s *Server) AddJobSpec(j Job) error {
 		return fmt.Errorf("job %q exists already", j.ID)
 	}
 	now := s.clock.Now()
-	jb := &job{spec: j, start: now, segs: segments(j.Script, now), instance: randomUUID()}
+	jb := &job{spec: j, start: now, timeline: simkit.Scripted(now, j.Script, Step.hold), instance: simkit.RandomUUID()}
 	for _, t := range j.Tasks {
 		c := now.Add(t.After)
-		jb.tasks = append(jb.tasks, &taskState{spec: t, created: c, segs: segments(t.Script, c)})
+		jb.tasks = append(jb.tasks, &taskState{spec: t, created: c, timeline: simkit.Scripted(c, t.Script, Step.hold)})
 	}
 	s.jobs[j.ID] = jb
 	s.order = append(s.order, jb)
 	return nil
 }
 
-func segments(script []Step, from time.Time) []segment {
-	out := make([]segment, 0, len(script))
-	t := from
-	for _, st := range script {
-		out = append(out, segment{start: t, step: st})
-		t = t.Add(st.For)
-	}
-	return out
-}
+func (st Step) hold() time.Duration { return st.For }
+func (st Step) status() string      { return st.Status }
 
-func checkScript(script []Step) error {
-	if len(script) == 0 {
-		return errors.New("the script is empty")
-	}
-	for i, st := range script {
-		if strings.TrimSpace(st.Status) == "" {
-			return fmt.Errorf("script step %d has no status", i+1)
-		}
-		if i < len(script)-1 && st.For <= 0 {
-			return fmt.Errorf("script step %d (%s) needs a positive duration; only the last step may omit it", i+1, st.Status)
-		}
-	}
-	return nil
-}
+func checkScript(script []Step) error { return simkit.CheckScript(script, Step.status, Step.hold) }
 
 // RemoveJob deletes a job, as Huawei does after its retention: it then
 // answers 404 SVCSTG.00100429. It reports whether the job existed.
@@ -553,7 +507,7 @@ func (s *Server) Status(id string) (string, bool) {
 	if j == nil {
 		return "", false
 	}
-	return stepAt(j.segs, s.clock.Now()).Status, true
+	return j.timeline.At(s.clock.Now()).Step.Status, true
 }
 
 func (s *Server) liveLocked(id string, now time.Time) *job {
@@ -562,28 +516,6 @@ func (s *Server) liveLocked(id string, now time.Time) *job {
 		return nil
 	}
 	return j
-}
-
-func stepAt(segs []segment, now time.Time) Step {
-	cur := segs[0]
-	for _, sg := range segs[1:] {
-		if sg.start.After(now) {
-			break
-		}
-		cur = sg
-	}
-	return cur.step
-}
-
-func segmentAt(segs []segment, now time.Time) segment {
-	cur := segs[0]
-	for _, sg := range segs[1:] {
-		if sg.start.After(now) {
-			break
-		}
-		cur = sg
-	}
-	return cur
 }
 
 // History lists every status change of every job and task up to now, by
@@ -595,27 +527,22 @@ func (s *Server) History() []Change {
 	defer s.mu.Unlock()
 	now := s.clock.Now()
 	var out []Change
-	walk := func(jobID, taskID string, segs []segment) {
-		prev := ""
-		for i, sg := range segs {
-			if sg.start.After(now) {
-				break
-			}
-			if i == 0 || sg.step.Status != prev {
-				out = append(out, Change{JobID: jobID, TaskID: taskID, Status: sg.step.Status, At: sg.start})
-			}
-			prev = sg.step.Status
+	walk := func(jobID, taskID string, tl *simkit.Timeline[Step]) {
+		for _, sg := range tl.Changes(now, sameStatus) {
+			out = append(out, Change{JobID: jobID, TaskID: taskID, Status: sg.Step.Status, At: sg.Start})
 		}
 	}
 	for _, j := range s.order {
-		walk(j.spec.ID, "", j.segs)
+		walk(j.spec.ID, "", &j.timeline)
 		for _, t := range j.tasks {
-			walk(j.spec.ID, t.spec.ID, t.segs)
+			walk(j.spec.ID, t.spec.ID, &t.timeline)
 		}
 	}
 	sort.SliceStable(out, func(a, b int) bool { return out[a].At.Before(out[b].At) })
 	return out
 }
+
+func sameStatus(a, b Step) bool { return a.Status == b.Status }
 
 // Stats returns the counters so far.
 func (s *Server) Stats() Stats {
@@ -648,72 +575,9 @@ func (s *Server) Throttle(n int) {
 
 // InjectFault arms f now, or at f.At after the server started.
 func (s *Server) InjectFault(f Fault) error {
-	if err := checkFault(f); err != nil {
-		return err
-	}
-	pf := &pendingFault{Fault: f, left: max(f.Count, 1)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pf.at = s.clock.Now()
-	if f.At > 0 {
-		pf.at = s.start.Add(f.At)
-	}
-	s.faults = append(s.faults, pf)
-	return nil
-}
-
-func checkFault(f Fault) error {
-	switch f.Kind {
-	case FaultStatus:
-		if f.Status != 0 && (f.Status < 100 || f.Status > 599) {
-			return fmt.Errorf("fault status %d is not an HTTP status", f.Status)
-		}
-	case FaultDelay:
-		if f.Delay <= 0 {
-			return errors.New("a delay fault needs a positive delay")
-		}
-	case FaultMalformed, FaultHTML, FaultThrottle, FaultExpireTokens:
-	default:
-		return fmt.Errorf("unknown fault kind %q: want status, delay, malformed, html, throttle or expire_tokens", f.Kind)
-	}
-	switch f.Endpoint {
-	case EndpointAny, EndpointIAM, EndpointJob:
-	default:
-		return fmt.Errorf("unknown endpoint %q: want iam, job or nothing for any", f.Endpoint)
-	}
-	if f.Count < 0 || f.At < 0 {
-		return errors.New("fault count and at must not be negative")
-	}
-	return nil
-}
-
-// takeFaultLocked fires due token revocations and returns the first armed
-// fault that matches ep, using up one of its requests.
-func (s *Server) takeFaultLocked(ep Endpoint, now time.Time) *Fault {
-	var hit *Fault
-	kept := s.faults[:0]
-	for _, pf := range s.faults {
-		due := !pf.at.After(now)
-		switch {
-		case due && pf.Kind == FaultExpireTokens:
-			for v, tk := range s.tokens {
-				if !tk.issued.After(pf.at) {
-					delete(s.tokens, v)
-				}
-			}
-			continue
-		case due && hit == nil && (pf.Endpoint == EndpointAny || pf.Endpoint == ep):
-			f := pf.Fault
-			hit = &f
-			pf.left--
-		}
-		if pf.left > 0 {
-			kept = append(kept, pf)
-		}
-	}
-	clear(s.faults[len(kept):])
-	s.faults = kept
-	return hit
+	return s.faults.Arm(f, s.clock.Now())
 }
 
 // route maps an escaped path to an endpoint: the API version, project and
@@ -754,56 +618,40 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := s.clock.Now()
 	s.mu.Lock()
 	s.stats.Requests++
-	f := s.takeFaultLocked(rt.ep, now)
-	if f != nil {
+	f, hit := s.faults.Take(rt.ep, now)
+	if hit {
 		s.stats.Faults++
 		if f.Kind == FaultThrottle {
 			s.stats.Throttled++
 		}
 	}
 	s.mu.Unlock()
-	rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-	defer func() {
-		s.log.Debug().Str("method", r.Method).Str("path", r.URL.EscapedPath()).Int("status", rw.code).Msg("request")
-	}()
 
-	if f != nil {
+	if hit {
 		switch f.Kind {
 		case FaultStatus:
-			code := f.Status
-			if code == 0 {
-				code = http.StatusInternalServerError
-			}
-			s.writeError(rw, code, s.opts.Envelope, "SVCSTG.00100"+strconv.Itoa(code), http.StatusText(code))
+			code := f.StatusOr(http.StatusInternalServerError)
+			s.writeError(w, code, s.opts.Envelope, "SVCSTG.00100"+strconv.Itoa(code), http.StatusText(code))
 			return
 		case FaultMalformed:
-			rw.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(rw, `{"job": {"JOB_ID": "JOB474362ef", "EXECUTION_STATUS": "RUNN`)
+			simkit.WriteBody(w, http.StatusOK, "application/json", `{"job": {"JOB_ID": "JOB474362ef", "EXECUTION_STATUS": "RUNN`)
 			return
 		case FaultHTML:
-			rw.Header().Set("Content-Type", "text/html;charset=utf-8")
-			fmt.Fprint(rw, `<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>`)
+			simkit.WriteBody(w, http.StatusOK, "text/html;charset=utf-8", `<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>`)
 			return
 		case FaultThrottle:
-			s.writeError(rw, http.StatusTooManyRequests, EnvelopeFlat, CodeThrottled,
+			s.writeError(w, http.StatusTooManyRequests, EnvelopeFlat, CodeThrottled,
 				"The throttling threshold has been reached: policy user over ratelimit,limit:5,time:1 second")
 			return
 		case FaultDelay:
-			t := time.NewTimer(f.Delay)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return
-			case <-s.done:
-				t.Stop()
+			if !s.host.Hold(r, f.Delay) {
 				return
 			}
 		}
 	}
 
 	if !known {
-		s.writeError(rw, http.StatusNotFound, EnvelopeFlat, CodeAPINotFound, "The API does not exist or has not been published in the environment")
+		s.writeError(w, http.StatusNotFound, EnvelopeFlat, CodeAPINotFound, "The API does not exist or has not been published in the environment")
 		return
 	}
 	method := http.MethodGet
@@ -811,15 +659,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		method = http.MethodPost
 	}
 	if r.Method != method {
-		rw.Header().Set("Allow", method)
-		s.writeError(rw, http.StatusMethodNotAllowed, EnvelopeFlat, "APIG.0101", "Method not allowed")
+		w.Header().Set("Allow", method)
+		s.writeError(w, http.StatusMethodNotAllowed, EnvelopeFlat, "APIG.0101", "Method not allowed")
 		return
 	}
 	switch rt.ep {
 	case EndpointIAM:
-		s.issueToken(rw, r)
+		s.issueToken(w, r)
 	case EndpointJob:
-		s.jobDetails(rw, r, rt)
+		s.jobDetails(w, r, rt)
 	}
 }
 
@@ -857,7 +705,7 @@ const iamTime = "2006-01-02T15:04:05.000000Z"
 
 func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 	var in tokenRequest
-	body, err := readAll(w, r)
+	body, err := simkit.ReadBody(w, r, 1<<16)
 	if err != nil || json.Unmarshal(body, &in) != nil {
 		iamError(w, http.StatusBadRequest, "The request body is invalid.")
 		return
@@ -884,7 +732,7 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.clock.Now()
-	v := "MIIT" + randomToken()
+	v := "MIIT" + simkit.RandomBase64(base64.RawURLEncoding, 96)
 	tk := &token{issued: now, expires: now.Add(s.opts.TokenTTL), projectID: s.opts.ProjectID}
 	s.tokens[v] = tk
 	s.stats.Logins++
@@ -1078,26 +926,26 @@ func (s *Server) renderLocked(j *job, now time.Time, limit, offset int, desc boo
 		Job: jobInfo{
 			JobID: j.spec.ID, JobName: j.spec.Name, JobType: j.spec.Type, ServiceInstanceID: j.instance,
 			ProjectID: s.opts.ProjectID, OrderID: "", JobDesc: j.spec.Name,
-			ExecutionStatus: stepAt(j.segs, now).Status, CreatedBy: "585cc5c16cda4954b28d4eb460f06261",
+			ExecutionStatus: j.timeline.At(now).Step.Status, CreatedBy: "585cc5c16cda4954b28d4eb460f06261",
 		},
 		Tasks:     make([]taskInfo, 0, len(visible)),
 		TaskCount: total,
 	}
 	for _, t := range visible {
-		sg := segmentAt(t.segs, now)
-		msgs := sg.step.Messages
+		sg := t.timeline.At(now)
+		msgs := sg.Step.Messages
 		if msgs == "" {
 			msgs = "{}"
 		}
 		// A working task's health check is a heartbeat; any other shows
 		// when it last changed.
-		check := sg.start
-		if st := strings.ToUpper(sg.step.Status); st == "RUNNING" || st == "ROLLBACKING" {
+		check := sg.Start
+		if st := strings.ToUpper(sg.Step.Status); st == "RUNNING" || st == "ROLLBACKING" {
 			check = now
 		}
 		out.Tasks = append(out.Tasks, taskInfo{
 			Messages: msgs, TaskID: t.spec.ID, TaskType: t.spec.Type, TaskIndex: t.spec.Index, TaskName: t.spec.Name,
-			TaskStatus: sg.step.Status, LastHealthCheck: s.formatTime(check), CreatedAt: s.formatTime(t.created),
+			TaskStatus: sg.Step.Status, LastHealthCheck: s.formatTime(check), CreatedAt: s.formatTime(t.created),
 			OwnerID: "cas-mgr-69bb87d7c-wpqwb:30114",
 		})
 	}
@@ -1123,53 +971,11 @@ func (s *Server) writeError(w http.ResponseWriter, code int, env Envelope, errCo
 	case EnvelopeCamel:
 		body = map[string]string{"errorCode": errCode, "errorMessage": msg, "detail": msg}
 	default:
-		body = map[string]string{"error_code": errCode, "error_msg": msg, "request_id": randomHex(16)}
+		body = map[string]string{"error_code": errCode, "error_msg": msg, "request_id": simkit.RandomHex(16)}
 	}
 	writeJSON(w, code, body)
 }
 
-func readAll(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	var b bytes.Buffer
-	_, err := b.ReadFrom(http.MaxBytesReader(w, r.Body, 1<<16))
-	return b.Bytes(), err
-}
-
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json;charset=utf8")
-	w.WriteHeader(code)
-	w.Write(b.Bytes())
-}
-
-func randomToken() string {
-	b := make([]byte, 96)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func randomUUID() string {
-	h := randomHex(16)
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	w.code = code
-	w.ResponseWriter.WriteHeader(code)
+	simkit.WriteJSON(w, code, "application/json;charset=utf8", v)
 }

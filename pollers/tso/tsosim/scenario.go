@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit"
 )
 
 // scenario is the file form of Options: everything a standalone run needs,
@@ -29,15 +29,10 @@ type scenario struct {
 // Go duration strings ("90s", "2m"). Unknown keys are errors, so a typo does
 // not silently drop a fault. See testdata/example.yaml.
 func LoadScenario(r io.Reader) (Options, error) {
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	var sc scenario
-	if err := dec.Decode(&sc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return Options{}, errors.New("scenario is empty")
-		}
-		return Options{}, fmt.Errorf("scenario: %w", err)
-	}
+	return simkit.LoadScenario(r, scenario.options, checkOptions)
+}
+
+func (sc scenario) options() (Options, error) {
 	opts := Options{
 		Context:                sc.Context,
 		TokenTTL:               sc.TokenTTL,
@@ -59,9 +54,11 @@ func LoadScenario(r io.Reader) (Options, error) {
 	if sc.TokenTTL < 0 {
 		return Options{}, errors.New("scenario tokenTTL must not be negative")
 	}
-	// Check everything a server would, without listening.
-	if _, err := newServer(opts); err != nil {
-		return Options{}, fmt.Errorf("scenario: %w", err)
-	}
 	return opts, nil
+}
+
+// checkOptions checks everything a server would, without listening.
+func checkOptions(opts Options) error {
+	_, err := newServer(opts)
+	return err
 }

@@ -21,33 +21,44 @@ package tsosim
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/jobbridge/jobbridge/pollers/pollkit"
+	"github.com/jobbridge/jobbridge/pollers/pollkit/simkit"
 )
 
+// Clock drives job scripts, token idle timeouts and scheduled faults. Delay
+// faults always take real time: they model the network, not the vendor.
+type Clock = simkit.Clock
+
+// ManualClock is a Clock that moves only when told to, so a test can step a
+// job through its script without sleeping: pollkit's, kept under this name
+// for earlier callers.
+type ManualClock = pollkit.ManualClock
+
+// NewManualClock returns a clock standing at start.
+func NewManualClock(start time.Time) *ManualClock { return pollkit.NewManualClock(start) }
+
 // Endpoint names a REST call, for targeting faults.
-type Endpoint string
+type Endpoint = simkit.Endpoint
 
 // The simulated endpoints. EndpointAny matches every request, unknown paths
 // included.
 const (
-	EndpointAny     Endpoint = ""
+	EndpointAny              = simkit.EndpointAny
 	EndpointLogin   Endpoint = "login"
 	EndpointLogout  Endpoint = "logout"
 	EndpointStatus  Endpoint = "status"
@@ -126,38 +137,28 @@ type Job struct {
 }
 
 // FaultKind says what a fault does to the requests it hits.
-type FaultKind string
+type FaultKind = simkit.FaultKind
 
 // Fault kinds.
 const (
 	// FaultStatus answers with Fault.Status (default 500) and an HTML body.
-	FaultStatus FaultKind = "status"
+	FaultStatus = simkit.FaultStatus
 	// FaultDelay holds the answer for Fault.Delay (real time), then answers
 	// normally.
-	FaultDelay FaultKind = "delay"
+	FaultDelay = simkit.FaultDelay
 	// FaultMalformed answers 200 with truncated JSON.
-	FaultMalformed FaultKind = "malformed"
+	FaultMalformed = simkit.FaultMalformed
 	// FaultHTML answers 200 with an HTML error page, as a proxy might.
-	FaultHTML FaultKind = "html"
+	FaultHTML = simkit.FaultHTML
 	// FaultExpireTokens invalidates every token issued until it fires.
 	FaultExpireTokens FaultKind = "expire_tokens"
 )
 
-// Fault is an injected misbehaviour.
-type Fault struct {
-	Kind FaultKind `yaml:"kind"`
-	// Count is how many requests it hits; 0 means 1.
-	Count int `yaml:"count"`
-	// Status is the answer of a FaultStatus; default 500.
-	Status int `yaml:"status"`
-	// Delay is the hold of a FaultDelay.
-	Delay time.Duration `yaml:"delay"`
-	// Endpoint limits the fault to one call; empty means any.
-	Endpoint Endpoint `yaml:"endpoint"`
-	// At arms the fault this long after the server started, by its Clock;
-	// zero arms it at once.
-	At time.Duration `yaml:"at"`
-}
+// Fault is an injected misbehaviour: Kind, Count (0 means 1), Status (of
+// a FaultStatus; default 500), Delay, Endpoint (empty means any) and At
+// (arms it this long after the server started, by its Clock; zero arms it
+// at once).
+type Fault = simkit.Fault
 
 // Change is one status change of one job: the ground truth a test compares
 // with what the bridge published.
@@ -183,52 +184,32 @@ type Server struct {
 	// URL is the API base, http://127.0.0.1:port/baocdp.
 	URL string
 
-	ts        *httptest.Server
-	opts      Options
-	clock     Clock
-	log       zerolog.Logger
-	start     time.Time
-	done      chan struct{}
-	closeOnce sync.Once
+	host  *simkit.Host
+	opts  Options
+	clock Clock
+	log   zerolog.Logger
 
 	mu     sync.Mutex
 	jobs   map[string]*job
 	order  []*job
 	tokens map[string]*session
-	faults []*pendingFault
+	faults *simkit.FaultQueue[Fault]
 	stats  Stats
 }
 
 type job struct {
-	spec Job
-	segs []segment
-}
-
-type segment struct {
-	start time.Time
-	step  Step
+	spec     Job
+	timeline simkit.Timeline[Step]
 }
 
 type session struct {
 	issued, lastUsed time.Time
 }
 
-type pendingFault struct {
-	Fault
-	at   time.Time
-	left int
-}
-
 // NewServer starts a simulator on 127.0.0.1 at a random port. Like
 // httptest.NewServer it panics when it cannot listen or the options are
 // invalid.
-func NewServer(opts Options) *Server {
-	s, err := Listen("127.0.0.1:0", opts)
-	if err != nil {
-		panic("tsosim: " + err.Error())
-	}
-	return s
-}
+func NewServer(opts Options) *Server { return simkit.Must(Listen(simkit.LocalAddr, opts)) }
 
 // Listen starts a simulator on addr (host:port).
 func Listen(addr string, opts Options) (*Server, error) {
@@ -236,19 +217,11 @@ func Listen(addr string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", addr)
+	ts, err := s.host.Listen(addr, opts.TLS, simkit.LogRequests(s.log, s))
 	if err != nil {
 		return nil, err
 	}
-	s.ts = httptest.NewUnstartedServer(s)
-	s.ts.Listener.Close()
-	s.ts.Listener = l
-	if opts.TLS {
-		s.ts.StartTLS()
-	} else {
-		s.ts.Start()
-	}
-	s.URL = s.ts.URL + "/" + s.opts.Context
+	s.URL = ts.URL + "/" + s.opts.Context
 	return s, nil
 }
 
@@ -280,7 +253,7 @@ func newServer(opts Options) (*Server, error) {
 		opts.Zone = defaultZone()
 	}
 	if opts.Clock == nil {
-		opts.Clock = realClock{}
+		opts.Clock = simkit.WallClock{}
 	}
 	if opts.AsyncResponse == "" {
 		opts.AsyncResponse = DefaultAsyncResponse
@@ -296,14 +269,23 @@ func newServer(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("DefaultScript: %w", err)
 	}
 	s := &Server{
+		host:   simkit.NewHost(),
 		opts:   opts,
 		clock:  opts.Clock,
 		log:    opts.Logger.With().Str("component", "tsosim").Logger(),
-		done:   make(chan struct{}),
 		jobs:   make(map[string]*job),
 		tokens: make(map[string]*session),
 	}
-	s.start = s.clock.Now()
+	vocab := simkit.Vocabulary{
+		Kinds:     []FaultKind{FaultStatus, FaultDelay, FaultMalformed, FaultHTML, FaultExpireTokens},
+		Endpoints: []Endpoint{EndpointLogin, EndpointLogout, EndpointStatus, EndpointExecute},
+	}
+	s.faults = simkit.NewFaultQueue(s.clock.Now(), vocab, map[FaultKind]func(Fault, time.Time){
+		// Tokens issued until the fault came due die.
+		FaultExpireTokens: func(_ Fault, due time.Time) {
+			maps.DeleteFunc(s.tokens, func(_ string, ss *session) bool { return !ss.issued.After(due) })
+		},
+	})
 	for _, j := range opts.Jobs {
 		if err := s.AddJobSpec(j); err != nil {
 			return nil, err
@@ -326,20 +308,13 @@ func defaultZone() *time.Location {
 }
 
 // Close stops the server, cutting delayed replies short.
-func (s *Server) Close() {
-	s.closeOnce.Do(func() {
-		close(s.done)
-		if s.ts != nil {
-			s.ts.Close()
-		}
-	})
-}
+func (s *Server) Close() { s.host.Close() }
 
 // Client returns an HTTP client that trusts the server's certificate.
-func (s *Server) Client() *http.Client { return s.ts.Client() }
+func (s *Server) Client() *http.Client { return s.host.Client() }
 
 // Certificate returns the TLS certificate, nil without TLS.
-func (s *Server) Certificate() *x509.Certificate { return s.ts.Certificate() }
+func (s *Server) Certificate() *x509.Certificate { return s.host.Certificate() }
 
 // AddJob adds a job with the given script (Options.DefaultScript when
 // empty), starting now by the server's clock. It panics on an invalid
@@ -378,28 +353,16 @@ func (s *Server) AddJobSpec(j Job) error {
 }
 
 func (s *Server) addLocked(j Job, now time.Time) *job {
-	jb := &job{spec: j}
-	t := now
-	for _, st := range j.Script {
-		jb.segs = append(jb.segs, segment{start: t, step: st})
-		t = t.Add(st.For)
-	}
+	jb := &job{spec: j, timeline: simkit.Scripted(now, j.Script, Step.hold)}
 	s.jobs[j.ID] = jb
 	s.order = append(s.order, jb)
 	return jb
 }
 
-func checkScript(script []Step) error {
-	for i, st := range script {
-		if strings.TrimSpace(st.Status) == "" {
-			return fmt.Errorf("script step %d has no status", i+1)
-		}
-		if i < len(script)-1 && st.For <= 0 {
-			return fmt.Errorf("script step %d (%s) needs a positive duration; only the last step may omit it", i+1, st.Status)
-		}
-	}
-	return nil
-}
+func (st Step) hold() time.Duration { return st.For }
+func (st Step) status() string      { return st.Status }
+
+func checkScript(script []Step) error { return simkit.CheckScript(script, Step.status, Step.hold) }
 
 // Status returns a job's native status now, by the server's clock.
 func (s *Server) Status(id string) (string, bool) {
@@ -409,18 +372,7 @@ func (s *Server) Status(id string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	return j.at(s.clock.Now()).Status, true
-}
-
-func (j *job) at(now time.Time) Step {
-	cur := j.segs[0].step
-	for _, sg := range j.segs[1:] {
-		if sg.start.After(now) {
-			break
-		}
-		cur = sg.step
-	}
-	return cur
+	return j.timeline.At(s.clock.Now()).Step.Status, true
 }
 
 // History lists every status change of every job up to now, by the
@@ -432,20 +384,15 @@ func (s *Server) History() []Change {
 	now := s.clock.Now()
 	var out []Change
 	for _, j := range s.order {
-		prev := ""
-		for i, sg := range j.segs {
-			if i > 0 && sg.start.After(now) {
-				break
-			}
-			if i == 0 || sg.step.Status != prev {
-				out = append(out, Change{JobID: j.spec.ID, Status: sg.step.Status, At: sg.start})
-			}
-			prev = sg.step.Status
+		for _, sg := range j.timeline.Changes(now, sameStatus) {
+			out = append(out, Change{JobID: j.spec.ID, Status: sg.Step.Status, At: sg.Start})
 		}
 	}
-	sort.SliceStable(out, func(a, b int) bool { return out[a].At.Before(out[b].At) })
+	slices.SortStableFunc(out, func(a, b Change) int { return a.At.Compare(b.At) })
 	return out
 }
+
+func sameStatus(a, b Step) bool { return a.Status == b.Status }
 
 // Stats returns the counters so far.
 func (s *Server) Stats() Stats {
@@ -463,72 +410,9 @@ func (s *Server) ExpireTokens() {
 
 // InjectFault arms f now, or at f.At after the server started.
 func (s *Server) InjectFault(f Fault) error {
-	if err := checkFault(f); err != nil {
-		return err
-	}
-	pf := &pendingFault{Fault: f, left: max(f.Count, 1)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pf.at = s.clock.Now()
-	if f.At > 0 {
-		pf.at = s.start.Add(f.At)
-	}
-	s.faults = append(s.faults, pf)
-	return nil
-}
-
-func checkFault(f Fault) error {
-	switch f.Kind {
-	case FaultStatus:
-		if f.Status != 0 && (f.Status < 100 || f.Status > 599) {
-			return fmt.Errorf("fault status %d is not an HTTP status", f.Status)
-		}
-	case FaultDelay:
-		if f.Delay <= 0 {
-			return errors.New("a delay fault needs a positive delay")
-		}
-	case FaultMalformed, FaultHTML, FaultExpireTokens:
-	default:
-		return fmt.Errorf("unknown fault kind %q: want status, delay, malformed, html or expire_tokens", f.Kind)
-	}
-	switch f.Endpoint {
-	case EndpointAny, EndpointLogin, EndpointLogout, EndpointStatus, EndpointExecute:
-	default:
-		return fmt.Errorf("unknown endpoint %q: want login, logout, status, execute or nothing for any", f.Endpoint)
-	}
-	if f.Count < 0 || f.At < 0 {
-		return errors.New("fault count and at must not be negative")
-	}
-	return nil
-}
-
-// takeFaultLocked fires due token expiries and returns the first armed
-// fault that matches ep, using up one of its requests.
-func (s *Server) takeFaultLocked(ep Endpoint, now time.Time) *Fault {
-	var hit *Fault
-	kept := s.faults[:0]
-	for _, pf := range s.faults {
-		due := !pf.at.After(now)
-		switch {
-		case due && pf.Kind == FaultExpireTokens:
-			for tok, ss := range s.tokens {
-				if !ss.issued.After(pf.at) {
-					delete(s.tokens, tok)
-				}
-			}
-			continue
-		case due && hit == nil && (pf.Endpoint == EndpointAny || pf.Endpoint == ep):
-			f := pf.Fault
-			hit = &f
-			pf.left--
-		}
-		if pf.left > 0 {
-			kept = append(kept, pf)
-		}
-	}
-	clear(s.faults[len(kept):])
-	s.faults = kept
-	return hit
+	return s.faults.Arm(f, s.clock.Now())
 }
 
 // ServeHTTP routes by the escaped path, so job ids holding "/", "..", or
@@ -538,66 +422,49 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := s.clock.Now()
 	s.mu.Lock()
 	s.stats.Requests++
-	f := s.takeFaultLocked(ep, now)
-	if f != nil {
+	f, hit := s.faults.Take(ep, now)
+	if hit {
 		s.stats.Faults++
 	}
 	s.mu.Unlock()
-	rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-	defer func() {
-		s.log.Debug().Str("method", r.Method).Str("path", r.URL.EscapedPath()).Int("status", rw.code).Msg("request")
-	}()
 
-	if f != nil {
+	if hit {
 		switch f.Kind {
 		case FaultStatus:
-			code := f.Status
-			if code == 0 {
-				code = http.StatusInternalServerError
-			}
-			writeHTMLError(rw, code)
+			writeHTMLError(w, f.StatusOr(http.StatusInternalServerError))
 			return
 		case FaultMalformed:
-			rw.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(rw, `{"processName": ":Sim:Jobs:Process", "name": "Process", "status": "COMPL`)
+			simkit.WriteBody(w, http.StatusOK, "application/json", `{"processName": ":Sim:Jobs:Process", "name": "Process", "status": "COMPL`)
 			return
 		case FaultHTML:
-			rw.Header().Set("Content-Type", "text/html;charset=utf-8")
-			fmt.Fprint(rw, `<!doctype html><html><head><title>Error</title></head><body><h1>Service Temporarily Unavailable</h1><p>The server is temporarily unable to service your request.</p></body></html>`)
+			simkit.WriteBody(w, http.StatusOK, "text/html;charset=utf-8", `<!doctype html><html><head><title>Error</title></head><body><h1>Service Temporarily Unavailable</h1><p>The server is temporarily unable to service your request.</p></body></html>`)
 			return
 		case FaultDelay:
-			t := time.NewTimer(f.Delay)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return
-			case <-s.done:
-				t.Stop()
+			if !s.host.Hold(r, f.Delay) {
 				return
 			}
 		}
 	}
 
 	if !known {
-		writeHTMLError(rw, http.StatusNotFound)
+		writeHTMLError(w, http.StatusNotFound)
 		return
 	}
 	method := map[Endpoint]string{EndpointLogin: http.MethodPost, EndpointLogout: http.MethodPost, EndpointStatus: http.MethodGet, EndpointExecute: http.MethodPost}[ep]
 	if r.Method != method {
-		rw.Header().Set("Allow", method)
-		writeHTMLError(rw, http.StatusMethodNotAllowed)
+		w.Header().Set("Allow", method)
+		writeHTMLError(w, http.StatusMethodNotAllowed)
 		return
 	}
 	switch ep {
 	case EndpointLogin:
-		s.login(rw, r)
+		s.login(w, r)
 	case EndpointLogout:
-		s.logout(rw, r)
+		s.logout(w, r)
 	case EndpointStatus:
-		s.status(rw, r, arg)
+		s.status(w, r, arg)
 	case EndpointExecute:
-		s.execute(rw, r, arg)
+		s.execute(w, r, arg)
 	}
 }
 
@@ -654,14 +521,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeHTMLError(w, http.StatusUnauthorized)
 		return
 	}
-	tok := randomToken()
+	tok := simkit.RandomBase64(base64.StdEncoding, 33)
 	now := s.clock.Now()
 	s.tokens[tok] = &session{issued: now, lastUsed: now}
 	s.stats.Logins++
 	s.mu.Unlock()
 
 	path := "/" + s.opts.Context
-	http.SetCookie(w, &http.Cookie{Name: "JSESSIONID", Value: strings.ToUpper(randomHex(16)), Path: path})
+	http.SetCookie(w, &http.Cookie{Name: "JSESSIONID", Value: strings.ToUpper(simkit.RandomHex(16)), Path: path})
 	http.SetCookie(w, &http.Cookie{Name: "Authentication-Token", Value: tok, Path: path, Secure: true, HttpOnly: true})
 	w.Header().Set("Authentication-Token", tok)
 	writeJSON(w, http.StatusOK, map[string]string{"login": "true"})
@@ -755,8 +622,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, id string) {
 }
 
 func (s *Server) renderLocked(j *job, now time.Time) statusBody {
-	step := j.at(now)
-	start := j.segs[0].start
+	step := j.timeline.At(now).Step
+	start := j.timeline.First().Start
 	if j.spec.StartUnset {
 		start = time.Unix(-1, 0)
 	}
@@ -811,7 +678,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, process string)
 			Type  string `json:"type"`
 		} `json:"inputParameters"`
 	}
-	body, err := readAll(w, r)
+	body, err := simkit.ReadBody(w, r, 1<<20)
 	if err != nil || (len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &in) != nil) {
 		writeHTMLError(w, http.StatusBadRequest)
 		return
@@ -821,10 +688,10 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, process string)
 		writeHTMLError(w, http.StatusBadRequest)
 		return
 	}
-	id := randomHex(16)
+	id := simkit.RandomHex(16)
 	s.mu.Lock()
-	jb := s.addLocked(Job{ID: id, ProcessName: process, PeerID: "urn:jxta:uuid-" + strings.ToUpper(randomHex(33)), Script: s.opts.DefaultScript}, s.clock.Now())
-	last := jb.segs[len(jb.segs)-1].step
+	jb := s.addLocked(Job{ID: id, ProcessName: process, PeerID: "urn:jxta:uuid-" + strings.ToUpper(simkit.RandomHex(33)), Script: s.opts.DefaultScript}, s.clock.Now())
+	last := jb.timeline.Last().Step
 	s.mu.Unlock()
 
 	if mode == "async" {
@@ -847,24 +714,9 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, process string)
 	writeJSON(w, http.StatusOK, out)
 }
 
-func readAll(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	var b bytes.Buffer
-	_, err := b.ReadFrom(http.MaxBytesReader(w, r.Body, 1<<20))
-	return b.Bytes(), err
-}
-
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
 	// The Java server writes <result> as is, not as \u003cresult\u003e.
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	w.Write(b.Bytes())
+	simkit.WriteJSON(w, code, "application/json", v)
 }
 
 // writeHTMLError answers as the servlet container would: an HTML page.
@@ -873,26 +725,4 @@ func writeHTMLError(w http.ResponseWriter, code int) {
 	w.WriteHeader(code)
 	fmt.Fprintf(w, "<!doctype html><html><head><title>HTTP Status %d – %s</title></head><body><h1>HTTP Status %d – %s</h1></body></html>",
 		code, http.StatusText(code), code, http.StatusText(code))
-}
-
-func randomToken() string {
-	b := make([]byte, 33)
-	rand.Read(b)
-	return base64.StdEncoding.EncodeToString(b)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	w.code = code
-	w.ResponseWriter.WriteHeader(code)
 }
