@@ -72,7 +72,7 @@ func TestFromConfigOptions(t *testing.T) {
 		tweak func(*config.Instance)
 		want  string
 	}{
-		"unknown option": {func(i *config.Instance) { i.Options = map[string]any{"deleteComplete": true} }, "known options: deleteCompleted, notifications, stompPort"},
+		"unknown option": {func(i *config.Instance) { i.Options = map[string]any{"deleteComplete": true} }, "known options: deleteCompleted, notifications, safetyInterval, sseIdleTimeout, stompHost, stompLogin, stompPlain, stompPort"},
 		"bad mode":       {func(i *config.Instance) { i.Options = map[string]any{"notifications": "jms"} }, "want stomp, sse or none"},
 		"bad port":       {func(i *config.Instance) { i.Options = map[string]any{"stompPort": 0x10000} }, "not a TCP port"},
 		"no user":        {func(i *config.Instance) { i.Auth.Username = "" }, "auth.username is required"},
