@@ -362,7 +362,6 @@ func (e *Encoder) Encode(c *Change) (*Event, error) {
 	}
 	e.attachRaw(&data, c.Obs.Raw)
 
-	dataJSON := appendData(make([]byte, 0, 384+len(data.Raw)+len(data.RawText)), &data)
 	env := envelope{
 		id: id, source: source, typ: typ, subject: subjectAttr(job), time: data.DetectedAt,
 		sequence: FormatSequence(c.Seq), vendor: job.Vendor, instance: job.Instance,
@@ -378,11 +377,16 @@ func (e *Encoder) Encode(c *Change) (*Event, error) {
 	if c.Obs.Native != "" {
 		msg.Header[HeaderNative] = []string{percentEncode(c.Obs.Native)}
 	}
+	// One buffer, sized once: the envelope and data are written straight
+	// into it (the raw payload dominates the size).
+	size := 448 + len(data.Raw) + len(data.RawText) + len(job.ID)*2
 	if e.opts.Mode == WireBinary {
-		msg.Data = dataJSON
+		msg.Data = appendData(make([]byte, 0, size), &data)
 		env.setBinaryHeaders(msg.Header)
 	} else {
-		msg.Data = env.appendStructured(make([]byte, 0, len(dataJSON)+512), dataJSON)
+		b := env.appendStructuredPrefix(make([]byte, 0, size+512))
+		b = appendData(b, &data)
+		msg.Data = append(b, '}')
 		msg.Header["Content-Type"] = []string{StructuredMediaType}
 	}
 	return &Event{
@@ -437,7 +441,9 @@ type envelope struct {
 	partitionKey             string
 }
 
-func (e *envelope) appendStructured(b []byte, data []byte) []byte {
+// appendStructuredPrefix writes the event up to and including `"data":`;
+// the caller appends the data and the closing brace.
+func (e *envelope) appendStructuredPrefix(b []byte) []byte {
 	b = append(b, `{"specversion":"`+SpecVersion+`","id":`...)
 	b = appendJSONString(b, e.id)
 	b = append(b, `,"source":`...)
@@ -458,9 +464,7 @@ func (e *envelope) appendStructured(b []byte, data []byte) []byte {
 	b = append(b, e.state...)
 	b = append(b, `","`+ExtPartitionKey+`":`...)
 	b = appendJSONString(b, e.partitionKey)
-	b = append(b, `,"data":`...)
-	b = append(b, data...)
-	return append(b, '}')
+	return append(b, `,"data":`...)
 }
 
 // setBinaryHeaders writes every attribute as a ce- header, values
