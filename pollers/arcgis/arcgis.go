@@ -327,7 +327,7 @@ func (p *Poller) header() http.Header {
 func (p *Poller) get(ctx context.Context, path string) (*pollkit.Response, error) {
 	return p.client.Do(ctx, pollkit.Request{
 		Path:     path,
-		Query:    url.Values{"f": {"json"}},
+		RawQuery: "f=json",
 		Header:   p.header(),
 		Auth:     p.auth,
 		Classify: classify,
@@ -342,17 +342,16 @@ func (p *Poller) Poll(ctx context.Context, job bridge.JobRef) (bridge.Observatio
 	if err := bridge.ValidateJobID(job.ID); err != nil {
 		return bridge.Observation{}, fmt.Errorf("arcgis %s: %w", p.instance, err)
 	}
-	what := fmt.Sprintf("job %q", job.ID)
 	resp, err := p.get(ctx, p.jobsPath+"/"+pollkit.EscapePathSegment(job.ID))
 	if err != nil {
-		return bridge.Observation{}, fmt.Errorf("arcgis %s: %s: %w", p.instance, what, err)
+		return bridge.Observation{}, fmt.Errorf("arcgis %s: job %q: %w", p.instance, job.ID, err)
 	}
 	if err := p.checkStatus(resp); err != nil {
-		return bridge.Observation{}, fmt.Errorf("arcgis %s: %s: %w", p.instance, what, err)
+		return bridge.Observation{}, fmt.Errorf("arcgis %s: job %q: %w", p.instance, job.ID, err)
 	}
 	obs, note, err := parseJob(p.flavor, job, resp.Body, p.now(), p.static)
 	if err != nil {
-		return bridge.Observation{}, fmt.Errorf("arcgis %s: %s: %w", p.instance, what, err)
+		return bridge.Observation{}, fmt.Errorf("arcgis %s: job %q: %w", p.instance, job.ID, err)
 	}
 	if note != "" {
 		p.log.Debug().Str("job", job.ID).Msg(note)

@@ -113,7 +113,7 @@ func codeOf(o pollkit.Object) int {
 	if !ok {
 		return 0
 	}
-	n, ok := integer(raw)
+	n, ok := integer(pollkit.NewValue(raw))
 	if !ok || n < 0 || n > 1<<31-1 {
 		return 0
 	}

@@ -84,12 +84,49 @@ const (
 	OutcomeResult            = "result.status"
 )
 
-// statusKey is where each flavour keeps its status.
-func statusKey(f Flavor) string {
-	if f == FlavorGeoprocessing {
-		return "jobStatus"
-	}
-	return "status"
+// missionFields, enterpriseFields and gpFields are what an Observation
+// reads of each flavour's job resource; the rest stays in Raw. Keys match
+// case-insensitively. A nested object of another type is left zero, which
+// reads as absent: the fields inside it are optional anyway.
+type missionFields struct {
+	Status           pollkit.Value `json:"status"`
+	StartTime        pollkit.Value `json:"startTime"`
+	EndTime          pollkit.Value `json:"endTime"`
+	CustomAttributes struct {
+		StepsCompleted pollkit.Value `json:"stepsCompleted"`
+		TotalSteps     pollkit.Value `json:"totalSteps"`
+		IsCancelled    pollkit.Value `json:"isCancelled"`
+	} `json:"customAttributes"`
+}
+
+type enterpriseFields struct {
+	Status            pollkit.Value `json:"status"`
+	StartTime         pollkit.Value `json:"starttime"`
+	EndTime           pollkit.Value `json:"endtime"`
+	UpdatedTime       pollkit.Value `json:"updatedtime"`
+	CurrentStep       pollkit.Value `json:"currentstep"`
+	TotalSteps        pollkit.Value `json:"totalsteps"`
+	OperationResponse struct {
+		Status pollkit.Value `json:"status"`
+	} `json:"operationResponse"`
+	Result struct {
+		Status pollkit.Value `json:"status"`
+	} `json:"result"`
+}
+
+type gpFields struct {
+	JobStatus pollkit.Value `json:"jobStatus"`
+	Progress  struct {
+		Percentage pollkit.Value `json:"percentage"`
+		Message    pollkit.Value `json:"message"`
+	} `json:"progress"`
+}
+
+// field is a payload value with the key that names it in notes, Times and
+// Outcome.
+type field struct {
+	key string
+	v   pollkit.Value
 }
 
 // parseJob turns a job resource into an Observation. An ArcGIS error answer
@@ -97,17 +134,35 @@ func statusKey(f Flavor) string {
 // JSON object with a non-empty string status is an error wrapping
 // bridge.ErrMalformed. Either way the Observation is then zero. Other fields
 // are read leniently: a field of an unexpected type is dropped (note says
-// which), never a reason to lose the status.
+// which), never a reason to lose the status. Observation.Raw is body itself:
+// the caller hands it over.
 func parseJob(f Flavor, job bridge.JobRef, body []byte, at time.Time, staticToken bool) (obs bridge.Observation, note string, err error) {
 	if e := parseError(body); e != nil {
 		return bridge.Observation{}, "", e.asPollError(staticToken)
 	}
-	o, err := pollkit.DecodeObject(body)
+	var (
+		status pollkit.Value
+		read   func(*bridge.Observation) []string
+	)
+	switch f {
+	case FlavorEnterprise:
+		var e enterpriseFields
+		_, err = pollkit.DecodeFields(body, &e)
+		status, read = e.Status, e.read
+	case FlavorGeoprocessing:
+		var g gpFields
+		_, err = pollkit.DecodeFields(body, &g)
+		status, read = g.JobStatus, g.read
+	default:
+		var m missionFields
+		_, err = pollkit.DecodeFields(body, &m)
+		status, read = m.Status, m.read
+	}
 	if err != nil {
 		return bridge.Observation{}, "", err
 	}
 	key := statusKey(f)
-	native, ok, err := o.String(key)
+	native, ok, err := status.String(key)
 	if err != nil {
 		return bridge.Observation{}, "", err
 	}
@@ -125,38 +180,33 @@ func parseJob(f Flavor, job bridge.JobRef, body []byte, at time.Time, staticToke
 		State:      m.State,
 		Native:     native,
 		SubState:   m.SubState,
-		Raw:        append([]byte(nil), body...),
+		Raw:        body,
 		ObservedAt: at,
 		Via:        bridge.DetectedByPoll,
 	}
-	var notes []string
-	switch f {
-	case FlavorMission:
-		notes = readMission(o, &obs)
-	case FlavorEnterprise:
-		notes = readEnterprise(o, &obs)
-	case FlavorGeoprocessing:
-		notes = readGP(o, &obs)
-	}
-	return obs, strings.Join(notes, "; "), nil
+	return obs, strings.Join(read(&obs), "; "), nil
 }
 
-// readMission reads a Mission Server job: epoch-millisecond times and
+// statusKey is where each flavour keeps its status.
+func statusKey(f Flavor) string {
+	if f == FlavorGeoprocessing {
+		return "jobStatus"
+	}
+	return "status"
+}
+
+// read reads a Mission Server job: epoch-millisecond times and
 // customAttributes with the step counts and the isCancelled flag.
-func readMission(o pollkit.Object, obs *bridge.Observation) (notes []string) {
-	obs.Times, notes = epochTimes(o, "startTime", "endTime")
-	ca, ok := object(o, "customAttributes")
-	if !ok {
+func (m *missionFields) read(obs *bridge.Observation) (notes []string) {
+	obs.Times, notes = epochTimes(field{"startTime", m.StartTime}, field{"endTime", m.EndTime})
+	ca := &m.CustomAttributes
+	obs.Progress = steps(field{"stepsCompleted", ca.StepsCompleted}, field{"totalSteps", ca.TotalSteps}, &notes)
+	if !ca.IsCancelled.Set() {
 		return notes
 	}
-	obs.Progress = steps(ca, "stepsCompleted", "totalSteps", &notes)
-	raw, ok := ca.Get("isCancelled")
-	if !ok || isJSONNull(raw) {
-		return notes
-	}
-	cancelled, ok := boolean(raw)
+	cancelled, ok := boolean(ca.IsCancelled)
 	if !ok {
-		return append(notes, fmt.Sprintf("customAttributes.isCancelled %s is not a boolean; ignored", pollkit.Snippet(raw, 40)))
+		return append(notes, fmt.Sprintf("customAttributes.isCancelled %s is not a boolean; ignored", snippet(ca.IsCancelled)))
 	}
 	obs.Outcome = map[string]string{OutcomeIsCancelled: strconv.FormatBool(cancelled)}
 	if cancelled {
@@ -178,23 +228,19 @@ func applyCancelled(obs *bridge.Observation) {
 	}
 }
 
-// readEnterprise reads an administrative job in either API: the classic
-// Server Administrator API (jobid, totalsteps, currentstep, stepInfo,
+// read reads an administrative job in either API: the classic Server
+// Administrator API (jobid, totalsteps, currentstep, stepInfo,
 // operationResponse) or the Enterprise Administrator API (jobid, starttime,
 // endtime, updatedtime, result).
-func readEnterprise(o pollkit.Object, obs *bridge.Observation) (notes []string) {
-	obs.Times, notes = epochTimes(o, "starttime", "endtime", "updatedtime")
-	obs.Progress = steps(o, "currentstep", "totalsteps", &notes)
-	for _, k := range []struct{ field, outcome string }{{"operationResponse", OutcomeOperationResponse}, {"result", OutcomeResult}} {
-		inner, ok := object(o, k.field)
-		if !ok {
-			continue
-		}
-		if s, ok := inner.Text("status"); ok {
+func (e *enterpriseFields) read(obs *bridge.Observation) (notes []string) {
+	obs.Times, notes = epochTimes(field{"starttime", e.StartTime}, field{"endtime", e.EndTime}, field{"updatedtime", e.UpdatedTime})
+	obs.Progress = steps(field{"currentstep", e.CurrentStep}, field{"totalsteps", e.TotalSteps}, &notes)
+	for _, k := range [...]field{{OutcomeOperationResponse, e.OperationResponse.Status}, {OutcomeResult, e.Result.Status}} {
+		if s, ok := k.v.Text(); ok {
 			if obs.Outcome == nil {
 				obs.Outcome = map[string]string{}
 			}
-			obs.Outcome[k.outcome] = capVerbatim(s)
+			obs.Outcome[k.key] = capVerbatim(s)
 		}
 	}
 	applyOperationResponse(obs)
@@ -219,23 +265,20 @@ func applyOperationResponse(obs *bridge.Observation) {
 	}
 }
 
-// readGP reads a geoprocessing job: progress {type, message, percentage},
+// read reads a geoprocessing job: progress {type, message, percentage},
 // present while esriJobExecuting on 10.8.1 and later.
-func readGP(o pollkit.Object, obs *bridge.Observation) (notes []string) {
-	pr, ok := object(o, "progress")
-	if !ok {
-		return nil
-	}
+func (g *gpFields) read(obs *bridge.Observation) (notes []string) {
+	pr := &g.Progress
 	var p bridge.Progress
-	if raw, ok := pr.Get("percentage"); ok && !isJSONNull(raw) {
+	if pr.Percentage.Set() {
 		// A negative percentage is the vendor's "indeterminate".
-		if v, ok := number(raw); ok && v >= 0 {
+		if v, ok := number(pr.Percentage); ok && v >= 0 {
 			p.Percent = &v
 		} else if !ok {
-			notes = append(notes, fmt.Sprintf("progress.percentage %s is not a number; ignored", pollkit.Snippet(raw, 40)))
+			notes = append(notes, fmt.Sprintf("progress.percentage %s is not a number; ignored", snippet(pr.Percentage)))
 		}
 	}
-	if msg, ok := pr.Text("message"); ok {
+	if msg, ok := pr.Message.Text(); ok {
 		p.Message = capVerbatim(msg)
 	}
 	if p.Percent != nil || p.Message != "" {
@@ -246,19 +289,18 @@ func readGP(o pollkit.Object, obs *bridge.Observation) (notes []string) {
 
 // steps reads a done/total pair of step counts into a Progress; nil when
 // neither is a usable count.
-func steps(o pollkit.Object, doneKey, totalKey string, notes *[]string) *bridge.Progress {
+func steps(done, total field, notes *[]string) *bridge.Progress {
 	var p bridge.Progress
-	for _, k := range []struct {
-		key string
+	for _, k := range [...]struct {
+		field
 		dst **int
-	}{{doneKey, &p.StepsDone}, {totalKey, &p.StepsTotal}} {
-		raw, ok := o.Get(k.key)
-		if !ok || isJSONNull(raw) {
+	}{{done, &p.StepsDone}, {total, &p.StepsTotal}} {
+		if !k.v.Set() {
 			continue
 		}
-		n, ok := integer(raw)
+		n, ok := integer(k.v)
 		if !ok || n < 0 || n > math.MaxInt32 {
-			*notes = append(*notes, fmt.Sprintf("%s %s is not a step count; ignored", k.key, pollkit.Snippet(raw, 40)))
+			*notes = append(*notes, fmt.Sprintf("%s %s is not a step count; ignored", k.key, snippet(k.v)))
 			continue
 		}
 		v := int(n)
@@ -272,55 +314,56 @@ func steps(o pollkit.Object, doneKey, totalKey string, notes *[]string) *bridge.
 
 // epochTimes reads epoch-millisecond fields under their documented names. A
 // value that is not an integer keeps its raw text and no normalized time.
-func epochTimes(o pollkit.Object, keys ...string) (map[string]bridge.VendorTime, []string) {
+func epochTimes(fields ...field) (map[string]bridge.VendorTime, []string) {
 	var out map[string]bridge.VendorTime
 	var notes []string
-	for _, k := range keys {
-		raw, ok := o.Get(k)
-		if !ok || isJSONNull(raw) {
+	for _, f := range fields {
+		if !f.v.Set() {
 			continue
 		}
 		if out == nil {
-			out = make(map[string]bridge.VendorTime, len(keys))
+			out = make(map[string]bridge.VendorTime, len(fields))
 		}
-		ms, ok := integer(raw)
+		ms, ok := integer(f.v)
 		if !ok {
-			out[k] = bridge.VendorTime{Raw: capVerbatim(pollkit.RawText(raw))}
-			notes = append(notes, fmt.Sprintf("%s kept raw: %s is not epoch milliseconds", k, pollkit.Snippet(raw, 40)))
+			text, _ := f.v.Text()
+			out[f.key] = bridge.VendorTime{Raw: capVerbatim(text)}
+			notes = append(notes, fmt.Sprintf("%s kept raw: %s is not epoch milliseconds", f.key, snippet(f.v)))
 			continue
 		}
-		out[k] = pollkit.EpochMillis(ms)
+		out[f.key] = pollkit.EpochMillis(ms)
 	}
 	return out, notes
 }
 
-// object returns the JSON object under key, if it is one.
-func object(o pollkit.Object, key string) (pollkit.Object, bool) {
-	raw, ok := o.Get(key)
-	if !ok {
-		return nil, false
-	}
-	var inner pollkit.Object
-	if json.Unmarshal(raw, &inner) != nil || inner == nil {
-		return nil, false
-	}
-	return inner, true
-}
+// snippet quotes a value's JSON in a note.
+func snippet(v pollkit.Value) string { return pollkit.Snippet([]byte(v.JSON()), 40) }
 
 // maxExactFloat bounds integers read through float64: beyond 2^53 they are
 // no longer exact.
 const maxExactFloat = 1 << 53
 
-// number reads a JSON number, or a string holding one.
-func number(raw json.RawMessage) (float64, bool) {
-	var f float64
-	if json.Unmarshal(raw, &f) == nil {
+// number reads a JSON number, or a string holding one. Like a decode into a
+// float64, it takes null for 0; callers skip nulls first.
+func number(v pollkit.Value) (float64, bool) {
+	raw := v.JSON()
+	switch {
+	case raw == "":
+		return 0, false
+	case raw == "null":
+		return 0, true
+	case raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9':
+		// Exactly what encoding/json does with a JSON number.
+		f, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			return 0, false
+		}
 		return f, true
 	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
+	if !v.IsString() {
 		return 0, false
 	}
+	s, _, _ := v.String("")
 	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, false
@@ -329,24 +372,27 @@ func number(raw json.RawMessage) (float64, bool) {
 }
 
 // integer reads a whole number within float64's exact range.
-func integer(raw json.RawMessage) (int64, bool) {
-	f, ok := number(raw)
+func integer(v pollkit.Value) (int64, bool) {
+	f, ok := number(v)
 	if !ok || f != math.Trunc(f) || f > maxExactFloat || f < -maxExactFloat {
 		return 0, false
 	}
 	return int64(f), true
 }
 
-// boolean reads true/false, or the strings "true"/"false".
-func boolean(raw json.RawMessage) (bool, bool) {
-	var b bool
-	if json.Unmarshal(raw, &b) == nil {
-		return b, true
+// boolean reads true/false, or the strings "true"/"false". Like a decode
+// into a bool, it takes null for false; callers skip nulls first.
+func boolean(v pollkit.Value) (bool, bool) {
+	switch v.JSON() {
+	case "true":
+		return true, true
+	case "false", "null":
+		return false, true
 	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		if v, err := strconv.ParseBool(strings.TrimSpace(s)); err == nil {
-			return v, true
+	if v.IsString() {
+		s, _, _ := v.String("")
+		if b, err := strconv.ParseBool(strings.TrimSpace(s)); err == nil {
+			return b, true
 		}
 	}
 	return false, false

@@ -36,7 +36,7 @@ func parseToken(body []byte, date string, now time.Time) (tok pollkit.Token, not
 	}
 	tok = pollkit.Token{Value: bridge.NewSecret(value)}
 	if raw, ok := o.Get("ssl"); ok {
-		if ssl, ok := boolean(raw); ok {
+		if ssl, ok := boolean(pollkit.NewValue(raw)); ok {
 			tok.Extra = map[string]string{"ssl": strconv.FormatBool(ssl)}
 		}
 	}
@@ -44,7 +44,7 @@ func parseToken(body []byte, date string, now time.Time) (tok pollkit.Token, not
 	if !ok || isJSONNull(raw) {
 		return tok, "the generateToken answer has no expires: the token is renewed only when ArcGIS refuses it", nil
 	}
-	ms, ok := integer(raw)
+	ms, ok := integer(pollkit.NewValue(raw))
 	if !ok || ms <= 0 {
 		return pollkit.Token{}, "", fmt.Errorf("%w: the generateToken answer's expires %s is not epoch milliseconds", bridge.ErrMalformed, pollkit.Snippet(raw, 40))
 	}

@@ -15,6 +15,7 @@
 package helix
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -105,6 +106,9 @@ type Poller struct {
 	filter    *regexp.Regexp
 	now       func() time.Time
 	log       zerolog.Logger
+	// statusHeader is sent with every status request; pollkit never
+	// modifies a request's Header, so all polls share it.
+	statusHeader http.Header
 }
 
 var (
@@ -155,6 +159,7 @@ func New(opts Options) (*Poller, error) {
 		instance: opts.Instance, api: api, login: api,
 		accessKey: opts.AccessKey, secretKey: opts.SecretKey, tenantID: opts.TenantID, apiToken: opts.APIToken,
 		lifetime: opts.TokenLifetime, filter: opts.NameFilter, now: opts.Now, log: log,
+		statusHeader: http.Header{"Content-Type": {"application/json"}},
 	}
 	if opts.LoginURL != "" {
 		if err := checkRoot("LoginURL", opts.LoginURL, "/ims/api"); err != nil {
@@ -267,7 +272,7 @@ func (p *Poller) Poll(ctx context.Context, job bridge.JobRef) (bridge.Observatio
 	resp, err := p.api.Do(ctx, pollkit.Request{
 		Path: etlsPath + pollkit.EscapePathSegment(job.ID) + statusOfETL,
 		// The vendor's request example sends it on a GET; it costs nothing.
-		Header:   http.Header{"Content-Type": {"application/json"}},
+		Header:   p.statusHeader,
 		Auth:     p.auth,
 		Classify: classifyStatus,
 	})
@@ -285,7 +290,7 @@ func (p *Poller) Poll(ctx context.Context, job bridge.JobRef) (bridge.Observatio
 	default:
 		return bridge.Observation{}, fmt.Errorf("helix %s: ETL %q: %w", p.instance, job.ID, pollkit.UnexpectedStatus(resp))
 	}
-	if len(strings.TrimSpace(string(resp.Body))) == 0 {
+	if len(bytes.TrimSpace(resp.Body)) == 0 {
 		note := "no observation is made, and the ETL is polled again"
 		if resp.StatusCode == http.StatusNoContent {
 			note = "the documented \"204 OK\" would carry the status in a body that HTTP forbids after 204, so clients never see it; " + note

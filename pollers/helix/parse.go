@@ -9,10 +9,10 @@ import (
 	"github.com/jobbridge/jobbridge/pollers/pollkit"
 )
 
-// The documented keys of the ETL status payload (vendor-apis.md §2.2).
+// The documented keys of the ETL status payload (vendor-apis.md §2.2) that
+// name an Observation's fields; statusFields lists all four.
 const (
 	keyStatus     = "status"
-	keyTaskID     = "task_id"
 	keyExitCode   = "exit_code"
 	keyLastExecTS = "last_exec_ts"
 )
@@ -121,37 +121,40 @@ func Map(status, exitCode string) Rule {
 
 func normalize(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
+// statusFields are the documented keys of the ETL status payload
+// (vendor-apis.md §2.2), matched case-insensitively.
+type statusFields struct {
+	Status     pollkit.Value `json:"status"`
+	TaskID     pollkit.Value `json:"task_id"`
+	ExitCode   pollkit.Value `json:"exit_code"`
+	LastExecTS pollkit.Value `json:"last_exec_ts"`
+}
+
 // buildObservation turns an ETL status body into an Observation. The body
 // must be a JSON object that carries at least one documented key (so an
 // error envelope such as {"message":"..."} is not taken for a never-run ETL)
 // and whose status, when present, is a string or null; anything else is an
 // error wrapping bridge.ErrMalformed and the Observation is then zero. The
-// caller has already turned an empty body into ErrNoStatus.
+// caller has already turned an empty body into ErrNoStatus. Observation.Raw
+// is body itself: the caller hands it over.
 func buildObservation(job bridge.JobRef, body []byte) (bridge.Observation, error) {
-	o, err := pollkit.DecodeObject(body)
-	if err != nil {
+	var f statusFields
+	if _, err := pollkit.DecodeFields(body, &f); err != nil {
 		return bridge.Observation{}, err
 	}
-	known := false
-	for _, k := range []string{keyStatus, keyTaskID, keyExitCode, keyLastExecTS} {
-		if _, ok := o.Get(k); ok {
-			known = true
-			break
-		}
-	}
-	if !known {
+	if !f.Status.Found() && !f.TaskID.Found() && !f.ExitCode.Found() && !f.LastExecTS.Found() {
 		return bridge.Observation{}, fmt.Errorf("%w: the ETL status payload has none of status, task_id, exit_code, last_exec_ts (body starts %q)",
 			bridge.ErrMalformed, pollkit.Snippet(body, 120))
 	}
-	native, _, err := o.String(keyStatus)
+	native, _, err := f.Status.String(keyStatus)
 	if err != nil {
 		return bridge.Observation{}, err
 	}
 	// exit_code and last_exec_ts are read leniently: a number where text was
 	// expected is kept as its JSON text (and maps to unknown), never a
 	// reason to lose the status.
-	exit, _ := o.Text(keyExitCode)
-	lastExec, _ := o.Text(keyLastExecTS)
+	exit, _ := f.ExitCode.Text()
+	lastExec, _ := f.LastExecTS.Text()
 
 	r := Map(native, exit)
 	obs := bridge.Observation{
@@ -162,7 +165,7 @@ func buildObservation(job bridge.JobRef, body []byte) (bridge.Observation, error
 		// The run a status belongs to: a new run is a change even when the
 		// ETL ends in the same state as last time.
 		RunID: lastExec,
-		Raw:   append([]byte(nil), body...),
+		Raw:   body,
 		Via:   bridge.DetectedByPoll,
 	}
 	if r.ReportsExitCode && exit != "" {

@@ -1,8 +1,8 @@
 package hmc
 
 import (
-	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,18 +48,27 @@ func CompleteState(statusCode int64, present bool) bridge.State {
 	return bridge.StateFailed
 }
 
+// statusFields are the fields of a Query Job Status body that an
+// Observation reads; job-results stays in Raw.
+type statusFields struct {
+	Status     pollkit.Value `json:"status"`
+	StatusCode pollkit.Value `json:"job-status-code"`
+	ReasonCode pollkit.Value `json:"job-reason-code"`
+}
+
 // buildObservation turns a Query Job Status body into an Observation. A body
 // that is not a JSON object with a non-empty string status, or whose
 // job-status-code or job-reason-code is present but not an integer, is an
 // error wrapping bridge.ErrMalformed, and the Observation is then zero: a
 // code nobody can read must not turn into a success or a failure.
-// job-results is operation-specific and stays in Raw only.
+// job-results is operation-specific and stays in Raw only, which is body
+// itself: the caller hands it over.
 func buildObservation(job bridge.JobRef, body []byte, at time.Time) (bridge.Observation, error) {
-	o, err := pollkit.DecodeObject(body)
-	if err != nil {
+	var f statusFields
+	if _, err := pollkit.DecodeFields(body, &f); err != nil {
 		return bridge.Observation{}, err
 	}
-	native, ok, err := o.String("status")
+	native, ok, err := f.Status.String("status")
 	if err != nil {
 		return bridge.Observation{}, err
 	}
@@ -69,20 +78,22 @@ func buildObservation(job bridge.JobRef, body []byte, at time.Time) (bridge.Obse
 	var outcome map[string]string
 	var code int64
 	var hasCode bool
-	for _, key := range []string{OutcomeStatusCode, OutcomeReasonCode} {
-		v, found := o.Get(key)
-		if !found || string(bytes.TrimSpace(v)) == "null" {
+	for _, c := range []struct {
+		key string
+		v   pollkit.Value
+	}{{OutcomeStatusCode, f.StatusCode}, {OutcomeReasonCode, f.ReasonCode}} {
+		if !c.v.Set() {
 			continue
 		}
-		n, isInt := intField(o, key)
-		if !isInt {
-			return bridge.Observation{}, fmt.Errorf("%w: %s is %s, not an integer", bridge.ErrMalformed, key, pollkit.Snippet(v, 40))
+		n, err := strconv.ParseInt(c.v.JSON(), 10, 64)
+		if err != nil {
+			return bridge.Observation{}, fmt.Errorf("%w: %s is %s, not an integer", bridge.ErrMalformed, c.key, pollkit.Snippet([]byte(c.v.JSON()), 40))
 		}
 		if outcome == nil {
 			outcome = make(map[string]string, 2)
 		}
-		outcome[key] = string(bytes.TrimSpace(v))
-		if key == OutcomeStatusCode {
+		outcome[c.key] = c.v.JSON()
+		if c.key == OutcomeStatusCode {
 			code, hasCode = n, true
 		}
 	}
@@ -97,7 +108,7 @@ func buildObservation(job bridge.JobRef, body []byte, at time.Time) (bridge.Obse
 		Native:     native,
 		SubState:   m.SubState,
 		Outcome:    outcome,
-		Raw:        append([]byte(nil), body...),
+		Raw:        body,
 		ObservedAt: at,
 		Via:        bridge.DetectedByPoll,
 	}, nil

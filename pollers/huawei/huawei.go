@@ -15,7 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -124,6 +124,11 @@ type Poller struct {
 	now          func() time.Time
 	log          zerolog.Logger
 	tokenRequest []byte
+	// pageQuery is the query of a task page without the offset's value,
+	// firstPage the query of the first page; jobHeader is sent with every
+	// page (pollkit never modifies a request's Header, so polls share it).
+	pageQuery, firstPage string
+	jobHeader            http.Header
 }
 
 var (
@@ -213,10 +218,14 @@ func New(opts Options) (*Poller, error) {
 		version:     opts.APIVersion,
 		pageSize:    opts.TaskPageSize,
 		maxPages:    opts.MaxTaskPages,
-		client:      client,
-		iam:         iam,
-		now:         opts.Now,
-		log:         log,
+		// As url.Values would encode them: keys in order.
+		pageQuery: "limit=" + strconv.Itoa(opts.TaskPageSize) + "&offset=",
+		firstPage: "limit=" + strconv.Itoa(opts.TaskPageSize) + "&offset=0",
+		jobHeader: http.Header{"Content-Type": {"application/json;charset=utf8"}},
+		client:    client,
+		iam:       iam,
+		now:       opts.Now,
+		log:       log,
 	}
 	p.auth, err = pollkit.NewTokenSource(pollkit.TokenSourceOptions{
 		Name:   fmt.Sprintf("huawei/%s IAM user %s of account %s", opts.Instance, opts.Username, opts.Domain),
@@ -436,14 +445,15 @@ func (p *Poller) Poll(ctx context.Context, job bridge.JobRef) (bridge.Observatio
 
 // fetch reads one page of the job's details.
 func (p *Poller) fetch(ctx context.Context, path, jobID string, offset int) (page, error) {
-	q := url.Values{}
-	q.Set("limit", fmt.Sprint(p.pageSize))
-	q.Set("offset", fmt.Sprint(offset))
+	query := p.firstPage
+	if offset != 0 {
+		query = p.pageQuery + strconv.Itoa(offset)
+	}
 	resp, err := p.client.Do(ctx, pollkit.Request{
-		Path:   path,
-		Query:  q,
-		Header: http.Header{"Content-Type": {"application/json;charset=utf8"}},
-		Auth:   p.auth,
+		Path:     path,
+		RawQuery: query,
+		Header:   p.jobHeader,
+		Auth:     p.auth,
 	})
 	if err != nil {
 		return page{}, fmt.Errorf("job %q: %w", jobID, err)

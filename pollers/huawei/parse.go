@@ -55,20 +55,36 @@ func JobTable() *pollkit.StateTable { return jobTable }
 // TaskTable is the TASK_STATUS → canonical state table.
 func TaskTable() *pollkit.StateTable { return taskTable }
 
-// Field names as v2 writes them; v3 writes them in lower case, and lookups
-// ignore case (pollkit.Object).
+// Field names as v2 writes them, for messages; v3 writes them in lower
+// case, and decoding ignores case (pageFields).
 const (
 	keyJob       = "job"
 	keyTasks     = "tasks"
-	keyTaskCount = "task_count"
 	keyExecState = "EXECUTION_STATUS"
 	keyTaskID    = "TASK_ID"
 	keyTaskState = "TASK_STATUS"
 )
 
-// taskTimes are the task timestamps kept in Observation.Times. Their format
-// is undocumented: ISO-8601 in the vendor's example, epoch accepted too.
-var taskTimes = []string{"CREATED_AT", "LAST_HEALTH_CHECK"}
+// pageFields are the fields of a job-details body that a poll reads; the
+// rest stays in Raw. Each task is kept verbatim for its own Raw and read by
+// taskFields.
+type pageFields struct {
+	Job struct {
+		ExecutionStatus pollkit.Value `json:"EXECUTION_STATUS"`
+	} `json:"job"`
+	Tasks     []json.RawMessage `json:"tasks"`
+	TaskCount pollkit.Value     `json:"task_count"`
+}
+
+// taskFields are the fields of a task that its Observation reads.
+type taskFields struct {
+	ID     pollkit.Value `json:"TASK_ID"`
+	Status pollkit.Value `json:"TASK_STATUS"`
+	// The timestamps kept in Observation.Times. Their format is
+	// undocumented: ISO-8601 in the vendor's example, epoch accepted too.
+	CreatedAt       pollkit.Value `json:"CREATED_AT"`
+	LastHealthCheck pollkit.Value `json:"LAST_HEALTH_CHECK"`
+}
 
 // page is one parsed answer of the job endpoint.
 type page struct {
@@ -80,61 +96,59 @@ type page struct {
 
 type task struct {
 	id, native string
-	obj        pollkit.Object
+	fields     taskFields
 	raw        json.RawMessage
 }
 
-// parsePage reads one job-details body. It fails, wrapping
-// bridge.ErrMalformed, unless the body is a JSON object with a job object
-// holding a non-empty string EXECUTION_STATUS, and tasks (if present) is an
-// array. A task that lacks a usable TASK_ID or TASK_STATUS is dropped and
-// named in notes, so one odd task does not hide the job's state.
+// parsePage reads one job-details body, which it keeps as the page's raw.
+// It fails, wrapping bridge.ErrMalformed, unless the body is a JSON object
+// with a job object holding a non-empty string EXECUTION_STATUS, and tasks
+// (if present) is an array. A task that lacks a usable TASK_ID or
+// TASK_STATUS is dropped and named in notes, so one odd task does not hide
+// the job's state.
 func parsePage(body []byte) (pg page, notes []string, err error) {
-	o, err := pollkit.DecodeObject(body)
+	var f pageFields
+	mismatch, err := pollkit.DecodeFields(body, &f)
 	if err != nil {
 		return page{}, nil, err
 	}
-	rawJob, ok := o.Get(keyJob)
-	var job pollkit.Object
-	if !ok || json.Unmarshal(rawJob, &job) != nil || job == nil {
-		hint := ""
-		if e, ok := parseErrorBody(body); ok {
-			hint = " (it is an error: " + e.String() + ")"
-		}
-		return page{}, nil, fmt.Errorf("%w: the job details have no job object%s (body starts %q)", bridge.ErrMalformed, hint, pollkit.Snippet(body, 120))
+	if !f.Job.ExecutionStatus.Found() {
+		return page{}, nil, noExecState(body)
 	}
-	native, ok, err := job.String(keyExecState)
+	native, ok, err := f.Job.ExecutionStatus.String(keyExecState)
 	if err != nil {
 		return page{}, nil, err
 	}
 	if !ok || strings.TrimSpace(native) == "" {
 		return page{}, nil, fmt.Errorf("%w: the job has no %s (body starts %q)", bridge.ErrMalformed, keyExecState, pollkit.Snippet(body, 120))
 	}
+	if mismatch {
+		// The job object is fine, so it is tasks that is not an array.
+		if raw := field(body, keyTasks); len(raw) > 0 && !isNull(raw) {
+			return page{}, nil, fmt.Errorf("%w: tasks is %s, not an array", bridge.ErrMalformed, pollkit.Snippet(raw, 40))
+		}
+	}
 	pg = page{native: native, taskCount: -1, raw: body}
-	if raw, ok := o.Get(keyTaskCount); ok && !isNull(raw) {
-		n, err := strconv.Atoi(pollkit.RawText(raw))
+	if f.TaskCount.Set() {
+		text, _ := f.TaskCount.Text()
+		n, err := strconv.Atoi(text)
 		if err != nil || n < 0 {
-			notes = append(notes, fmt.Sprintf("task_count %s is not a count; paging by page size", pollkit.Snippet(raw, 40)))
+			notes = append(notes, fmt.Sprintf("task_count %s is not a count; paging by page size", pollkit.Snippet([]byte(f.TaskCount.JSON()), 40)))
 		} else {
 			pg.taskCount = n
 		}
 	}
-	rawTasks, ok := o.Get(keyTasks)
-	if !ok || isNull(rawTasks) {
-		return pg, notes, nil
+	if len(f.Tasks) > 0 {
+		pg.tasks = make([]task, 0, len(f.Tasks))
 	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(rawTasks, &items); err != nil {
-		return page{}, nil, fmt.Errorf("%w: tasks is %s, not an array", bridge.ErrMalformed, pollkit.Snippet(rawTasks, 40))
-	}
-	for i, it := range items {
-		var t pollkit.Object
-		if json.Unmarshal(it, &t) != nil || t == nil {
+	for i, it := range f.Tasks {
+		var t taskFields
+		if it[0] != '{' || json.Unmarshal(it, &t) != nil {
 			notes = append(notes, fmt.Sprintf("task %d dropped: not an object", i))
 			continue
 		}
-		id, _, err1 := t.String(keyTaskID)
-		st, _, err2 := t.String(keyTaskState)
+		id, _, err1 := t.ID.String(keyTaskID)
+		st, _, err2 := t.Status.String(keyTaskState)
 		switch {
 		case err1 != nil || err2 != nil:
 			notes = append(notes, fmt.Sprintf("task %d dropped: TASK_ID or TASK_STATUS is not a string", i))
@@ -146,9 +160,37 @@ func parsePage(body []byte) (pg page, notes []string, err error) {
 			notes = append(notes, fmt.Sprintf("task %q dropped: no TASK_STATUS", id))
 			continue
 		}
-		pg.tasks = append(pg.tasks, task{id: id, native: st, obj: t, raw: it})
+		pg.tasks = append(pg.tasks, task{id: id, native: st, fields: t, raw: it})
+	}
+	if len(pg.tasks) == 0 {
+		pg.tasks = nil
 	}
 	return pg, notes, nil
+}
+
+// noExecState explains a page without an EXECUTION_STATUS: no job object at
+// all (an error envelope inside a 200, say) or a job object without it.
+func noExecState(body []byte) error {
+	if raw := field(body, keyJob); len(raw) > 0 && raw[0] == '{' {
+		return fmt.Errorf("%w: the job has no %s (body starts %q)", bridge.ErrMalformed, keyExecState, pollkit.Snippet(body, 120))
+	}
+	hint := ""
+	if e, ok := parseErrorBody(body); ok {
+		hint = " (it is an error: " + e.String() + ")"
+	}
+	return fmt.Errorf("%w: the job details have no job object%s (body starts %q)", bridge.ErrMalformed, hint, pollkit.Snippet(body, 120))
+}
+
+// field returns the value under key of a body already known to be a JSON
+// object, for the error paths that must tell a missing value from one of
+// the wrong type.
+func field(body []byte, key string) json.RawMessage {
+	o, err := pollkit.DecodeObject(body)
+	if err != nil {
+		return nil
+	}
+	raw, _ := o.Get(key)
+	return raw
 }
 
 func isNull(v json.RawMessage) bool { return strings.TrimSpace(string(v)) == "null" }
@@ -166,7 +208,7 @@ func buildObservation(job bridge.JobRef, pages []page, at time.Time) bridge.Obse
 		State:      m.State,
 		Native:     first.native,
 		SubState:   m.SubState,
-		Raw:        append([]byte(nil), first.raw...),
+		Raw:        first.raw,
 		ObservedAt: at,
 		Via:        bridge.DetectedByPoll,
 	}
@@ -213,19 +255,22 @@ func taskObservation(job bridge.JobRef, t task, at time.Time) bridge.Observation
 		State:      m.State,
 		Native:     t.native,
 		SubState:   m.SubState,
-		Raw:        append([]byte(nil), t.raw...),
+		Raw:        t.raw,
 		ObservedAt: at,
 		Via:        bridge.DetectedByPoll,
 	}
-	for _, k := range taskTimes {
-		raw, ok := t.obj.Get(k)
-		if !ok || isNull(raw) {
+	for _, tv := range [...]struct {
+		key string
+		v   pollkit.Value
+	}{{"CREATED_AT", t.fields.CreatedAt}, {"LAST_HEALTH_CHECK", t.fields.LastHealthCheck}} {
+		text, ok := tv.v.Text()
+		if !ok {
 			continue
 		}
 		if to.Times == nil {
-			to.Times = make(map[string]bridge.VendorTime, len(taskTimes))
+			to.Times = make(map[string]bridge.VendorTime, 2)
 		}
-		to.Times[k] = parseTime(pollkit.RawText(raw))
+		to.Times[tv.key] = parseTime(text)
 	}
 	return to
 }

@@ -3,6 +3,7 @@ package pollkit
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -90,8 +91,13 @@ type Request struct {
 	Path string
 	// Query is encoded into the URL. It is never logged.
 	Query url.Values
+	// RawQuery, when set, is the query already encoded, and Query is
+	// ignored: a poller that sends the same query on every poll builds it
+	// once instead of encoding a url.Values per request. It is never logged.
+	RawQuery string
 	// Header is sent as given; Accept defaults to application/json, and
-	// Content-Type to application/json when there is a Body.
+	// Content-Type to application/json when there is a Body. The Client
+	// never modifies it, so one Header may serve every request.
 	Header http.Header
 	// Body is sent again on every attempt.
 	Body []byte
@@ -112,7 +118,10 @@ type Request struct {
 type Response struct {
 	StatusCode int
 	Header     http.Header
-	Body       []byte
+	// Body is a slice allocated for this response alone, which nothing in
+	// pollkit keeps or modifies after Do returns: the caller owns it, and a
+	// parser may keep it (as Observation.Raw, say) without a copy.
+	Body []byte
 	// Method and Path repeat the request, for messages.
 	Method, Path string
 	// Attempts is how many times the request was sent.
@@ -122,12 +131,19 @@ type Response struct {
 // Client is an HTTP client for one vendor instance. It is safe for
 // concurrent use.
 type Client struct {
-	base    *url.URL
-	hc      *http.Client
-	opts    ClientOptions
-	sem     chan struct{}
-	limiter *rate.Limiter
-	log     zerolog.Logger
+	base     *url.URL
+	basePath string // base.EscapedPath(), computed once
+	host     string // the Host header, as http.NewRequest derives it
+	rt       http.RoundTripper
+	tr       *http.Transport
+	opts     ClientOptions
+	sem      chan struct{}
+	limiter  *rate.Limiter
+	log      zerolog.Logger
+
+	// Header values every request carries, built once: a RoundTripper
+	// must not modify a request, so requests can share them.
+	userAgent, acceptJSON, contentJSON []string
 }
 
 // NewClient checks opts and builds a Client. It logs a warning when TLS
@@ -185,17 +201,23 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		rt = opts.WrapTransport(tr)
 	}
 	c := &Client{
-		base: base,
-		hc: &http.Client{
-			Transport: rt,
-			// Redirects are not followed: a custom auth header would go
-			// along to wherever the Location points, and a redirect is
-			// usually an SSO login page the user should hear about.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		opts: opts,
-		sem:  make(chan struct{}, opts.MaxConcurrent),
-		log:  log,
+		base:     base,
+		basePath: base.EscapedPath(),
+		host:     removeEmptyPort(base.Host),
+		// Requests go straight to the transport, not through an
+		// http.Client: redirects are not followed (a custom auth header
+		// would go along to wherever the Location points, and a redirect
+		// is usually an SSO login page the user should hear about), the
+		// per-attempt timeout is a context, and there is no cookie jar, so
+		// an http.Client would only add a copy of every request's headers.
+		rt:          rt,
+		tr:          tr,
+		opts:        opts,
+		sem:         make(chan struct{}, opts.MaxConcurrent),
+		log:         log,
+		userAgent:   []string{opts.UserAgent},
+		acceptJSON:  []string{"application/json"},
+		contentJSON: []string{"application/json"},
 	}
 	if opts.RateLimit > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(opts.RateLimit), opts.RateBurst)
@@ -231,7 +253,16 @@ func parseBaseURL(s string) (*url.URL, error) {
 func (c *Client) BaseURL() string { return c.base.String() }
 
 // CloseIdleConnections closes kept-alive connections, for a poller's Close.
-func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() { c.tr.CloseIdleConnections() }
+
+// removeEmptyPort drops the colon of a host with an empty port
+// ("host:"), as http.NewRequest does for the Host header.
+func removeEmptyPort(host string) string {
+	if strings.LastIndex(host, ":") > strings.LastIndex(host, "]") {
+		return strings.TrimSuffix(host, ":")
+	}
+	return host
+}
 
 // Do sends req, retrying as ClientOptions say, and returns the final
 // response. Any status that is not retried comes back as a Response with a
@@ -275,7 +306,7 @@ func (c *Client) resolve(req Request) (*url.URL, error) {
 	if !strings.HasPrefix(req.Path, "/") {
 		return nil, fmt.Errorf("request path %q must start with '/'", req.Path)
 	}
-	raw := c.base.EscapedPath() + req.Path
+	raw := c.basePath + req.Path
 	p, err := url.PathUnescape(raw)
 	if err != nil {
 		return nil, fmt.Errorf("request path %q is not validly escaped: build it with EscapePathSegment: %w", req.Path, err)
@@ -285,7 +316,10 @@ func (c *Client) resolve(req Request) (*url.URL, error) {
 	if u.EscapedPath() != raw {
 		return nil, fmt.Errorf("request path %q is not validly escaped: build it with EscapePathSegment", req.Path)
 	}
-	if len(req.Query) > 0 {
+	switch {
+	case req.RawQuery != "":
+		u.RawQuery = req.RawQuery
+	case len(req.Query) > 0:
 		u.RawQuery = req.Query.Encode()
 	}
 	return &u, nil
@@ -366,34 +400,48 @@ func (c *Client) once(ctx context.Context, req Request, u *url.URL, tok Token) (
 
 	actx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	var body io.Reader
+	// The request is built here rather than by http.NewRequest, which would
+	// parse the resolved URL again from its string.
+	hreq := (&http.Request{
+		Method:     req.Method,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Host:       c.host,
+	}).WithContext(actx)
 	if req.Body != nil {
-		body = bytes.NewReader(req.Body)
+		// As http.NewRequest sets up a bytes.Reader body: known length, and
+		// GetBody for the transport's own retry on a dead connection.
+		hreq.ContentLength = int64(len(req.Body))
+		hreq.Body, hreq.GetBody = http.NoBody, func() (io.ReadCloser, error) { return http.NoBody, nil }
+		if len(req.Body) > 0 {
+			hreq.Body = io.NopCloser(bytes.NewReader(req.Body))
+			hreq.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(req.Body)), nil }
+		}
 	}
-	hreq, err := http.NewRequestWithContext(actx, req.Method, u.String(), body)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: building the request: %w", req.Method, redactURL(u), err)
-	}
+	h := make(http.Header, len(req.Header)+4)
 	for k, vs := range req.Header {
-		hreq.Header[k] = append([]string(nil), vs...)
+		h[k] = vs
 	}
-	hreq.Header.Set("User-Agent", c.opts.UserAgent)
-	if hreq.Header.Get("Accept") == "" {
-		hreq.Header.Set("Accept", "application/json")
+	h["User-Agent"] = c.userAgent
+	if vs := h["Accept"]; len(vs) == 0 || vs[0] == "" {
+		h["Accept"] = c.acceptJSON
 	}
-	if req.Body != nil && hreq.Header.Get("Content-Type") == "" {
-		hreq.Header.Set("Content-Type", "application/json")
+	if vs := h["Content-Type"]; req.Body != nil && (len(vs) == 0 || vs[0] == "") {
+		h["Content-Type"] = c.contentJSON
 	}
+	hreq.Header = h
 	if req.Auth != nil {
 		req.Auth.apply(hreq, tok)
 	}
 
-	hresp, err := c.hc.Do(hreq)
+	hresp, err := c.roundTrip(hreq)
 	if err != nil {
 		return nil, c.transportError(ctx, actx, req.Method, u, err)
 	}
 	defer hresp.Body.Close()
-	b, err := ReadCapped(hresp.Body, c.opts.MaxBodyBytes)
+	b, err := readCapped(hresp.Body, hresp.ContentLength, c.opts.MaxBodyBytes)
 	if err != nil {
 		if errors.Is(err, bridge.ErrMalformed) {
 			return nil, fmt.Errorf("%s %s: %w", req.Method, redactURL(u), err)
@@ -405,21 +453,78 @@ func (c *Client) once(ctx context.Context, req Request, u *url.URL, tok Token) (
 		Header:     hresp.Header,
 		Body:       b,
 		Method:     req.Method,
-		Path:       u.EscapedPath(),
+		Path:       u.RawPath, // resolve checked it is u.EscapedPath()
 	}, nil
+}
+
+// roundTrip sends one request to the transport, with the checks and the
+// hint http.Client would add.
+func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.rt.RoundTrip(req)
+	if err != nil {
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
+		if re, ok := err.(tls.RecordHeaderError); ok && string(re.RecordHeader[:]) == "HTTP/" {
+			return nil, http.ErrSchemeMismatch
+		}
+		return nil, err
+	}
+	if resp == nil {
+		return nil, fmt.Errorf("http: RoundTripper implementation (%T) returned a nil *Response with a nil error", c.rt)
+	}
+	if resp.Body == nil {
+		resp.Body = http.NoBody
+	}
+	return resp, nil
 }
 
 // ReadCapped reads r to the end, or fails with an error wrapping
 // bridge.ErrMalformed once more than max bytes arrive.
-func ReadCapped(r io.Reader, max int64) ([]byte, error) {
+func ReadCapped(r io.Reader, max int64) ([]byte, error) { return readCapped(r, -1, max) }
+
+// readCapped is ReadCapped for a body whose length is announced: size, or -1
+// when unknown. A known size within the cap is read into a slice of exactly
+// that size, without the growing and copying of io.ReadAll.
+func readCapped(r io.Reader, size, max int64) ([]byte, error) {
+	if size >= 0 && size <= max {
+		// One byte of spare capacity lets the end be checked without
+		// another allocation: a body longer than announced still hits the
+		// cap below, like one of unknown length.
+		b := make([]byte, size, size+1)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, err
+		}
+		switch n, err := io.ReadFull(r, b[size:size+1]); {
+		case n == 0 && err == io.EOF:
+			return b, nil
+		case n == 0:
+			return nil, err
+		}
+		// More than announced: read the rest as a body of unknown length.
+		rest, err := readCapped(r, -1, max-size-1)
+		if err != nil {
+			return nil, capError(err, max)
+		}
+		return append(b[:size+1], rest...), nil
+	}
 	b, err := io.ReadAll(io.LimitReader(r, max+1))
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%w: the response body exceeds the %d-byte cap; if the vendor legitimately sends more, raise MaxBodyBytes in this instance's HTTP options", bridge.ErrMalformed, max)
+		return nil, capError(nil, max)
 	}
 	return b, nil
+}
+
+// capError is the error for a body over the cap; err, when not nil, is
+// returned as it is unless it is the cap error of a nested read.
+func capError(err error, max int64) error {
+	if err != nil && !errors.Is(err, bridge.ErrMalformed) {
+		return err
+	}
+	return fmt.Errorf("%w: the response body exceeds the %d-byte cap; if the vendor legitimately sends more, raise MaxBodyBytes in this instance's HTTP options", bridge.ErrMalformed, max)
 }
 
 // transportError rewrites a net/http error: the URL without its query (some

@@ -15,13 +15,9 @@ import (
 // 200) is named as such. Struct fields match keys case-insensitively, as
 // encoding/json always does.
 func DecodeJSON(body []byte, v any) error {
-	trimmed := bytes.TrimSpace(body)
-	switch {
-	case len(trimmed) == 0:
-		return fmt.Errorf("%w: the body is empty where JSON was expected", bridge.ErrMalformed)
-	case trimmed[0] == '<':
-		return fmt.Errorf("%w: the vendor sent an HTML or XML page instead of JSON (%q): check that BaseURL points at the REST API and not at a proxy or login page",
-			bridge.ErrMalformed, Snippet(trimmed, 120))
+	trimmed, err := jsonPayload(body)
+	if err != nil {
+		return err
 	}
 	if err := json.Unmarshal(trimmed, v); err != nil {
 		return fmt.Errorf("%w: %v (body starts %q)", bridge.ErrMalformed, err, Snippet(trimmed, 120))
@@ -118,11 +114,14 @@ func isNull(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null
 func EscapePathSegment(s string) string {
 	const hex = "0123456789ABCDEF"
 	dots := s == "." || s == ".."
+	if !dots && s != "" && strings.IndexFunc(s, func(r rune) bool { return !isUnreserved(r) }) < 0 {
+		return s // nothing to escape: no copy
+	}
 	var b strings.Builder
 	b.Grow(len(s) * 3)
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !dots && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+		if !dots && isUnreserved(rune(c)) {
 			b.WriteByte(c)
 			continue
 		}
@@ -131,4 +130,9 @@ func EscapePathSegment(s string) string {
 		b.WriteByte(hex[c&0x0f])
 	}
 	return b.String()
+}
+
+// isUnreserved reports the RFC 3986 unreserved characters.
+func isUnreserved(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -62,8 +63,28 @@ type TokenSourceOptions struct {
 // ApplyHeader returns an Apply func that sets header name to prefix+token
 // (TSO: "Authentication-Token", ""; Helix: "Authorization", "Bearer ";
 // Huawei: "X-Auth-Token", "").
+//
+// The header value is built once per token, not per request: the func keeps
+// the last one (a token is sent thousands of times between renewals), and
+// requests share it, as a RoundTripper must not modify a request.
 func ApplyHeader(name, prefix string) func(*http.Request, Token) {
-	return func(req *http.Request, tok Token) { req.Header.Set(name, prefix+tok.Value.Reveal()) }
+	key := http.CanonicalHeaderKey(name)
+	var last atomic.Pointer[appliedHeader]
+	return func(req *http.Request, tok Token) {
+		secret := tok.Value.Reveal()
+		h := last.Load()
+		if h == nil || h.secret != secret {
+			h = &appliedHeader{secret: secret, value: []string{prefix + secret}}
+			last.Store(h)
+		}
+		req.Header[key] = h.value
+	}
+}
+
+// appliedHeader is a token and the header value built from it.
+type appliedHeader struct {
+	secret string
+	value  []string
 }
 
 // TokenSource caches one token and renews it: before its Expiry when that is

@@ -1,6 +1,7 @@
 package tso
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -39,17 +40,27 @@ const (
 	maxOutcomeValue  = 1024
 )
 
+// statusFields are the fields of a job status body that an Observation
+// reads; the rest stays in Raw. Keys match case-insensitively (TSO writes
+// processName or ProcessName depending on the release).
+type statusFields struct {
+	Status           pollkit.Value   `json:"status"`
+	StartTime        pollkit.Value   `json:"startTime"`
+	OutputParameters json.RawMessage `json:"outputParameters"`
+}
+
 // buildObservation turns a job status body into an Observation. A body that
 // is not a JSON object with a non-empty string status is an error wrapping
 // bridge.ErrMalformed, and the Observation is then zero. Other fields are
 // read leniently: a field of an unexpected type is kept as text or dropped,
 // never a reason to lose the status. note describes anything dropped.
+// Observation.Raw is body itself: the caller hands it over.
 func buildObservation(job bridge.JobRef, body []byte, zone *time.Location, at time.Time) (obs bridge.Observation, note string, err error) {
-	o, err := pollkit.DecodeObject(body)
-	if err != nil {
+	var f statusFields
+	if _, err := pollkit.DecodeFields(body, &f); err != nil {
 		return bridge.Observation{}, "", err
 	}
-	native, ok, err := o.String("status")
+	native, ok, err := f.Status.String("status")
 	if err != nil {
 		return bridge.Observation{}, "", err
 	}
@@ -62,12 +73,12 @@ func buildObservation(job bridge.JobRef, body []byte, zone *time.Location, at ti
 		State:      m.State,
 		Native:     native,
 		SubState:   m.SubState,
-		Outcome:    outcome(o),
-		Raw:        append([]byte(nil), body...),
+		Outcome:    outcome(f.OutputParameters),
+		Raw:        body,
 		ObservedAt: at,
 		Via:        bridge.DetectedByPoll,
 	}
-	if raw, ok := o.Text("startTime"); ok && raw != "" {
+	if raw, ok := f.StartTime.Text(); ok && raw != "" {
 		vt := bridge.VendorTime{Raw: raw}
 		t, perr := ParseJavaDate(raw, zone)
 		switch {
@@ -84,14 +95,20 @@ func buildObservation(job bridge.JobRef, body []byte, zone *time.Location, at ti
 	return obs, note, nil
 }
 
-// outcome flattens outputParameters into name → value, verbatim (values stay
-// XML-wrapped): for a COMPLETED job, business errors live there. processName,
-// name and peerId say what ran where, not how it ended, so they stay in Raw
-// only. A duplicate name gets "#2", "#3"; a nameless entry its index.
-func outcome(o pollkit.Object) map[string]string {
-	raw, ok := o.Get("outputParameters")
-	if !ok {
-		return nil
+// outputParameter is one entry of outputParameters.
+type outputParameter struct {
+	Name  pollkit.Value `json:"name"`
+	Value pollkit.Value `json:"value"`
+}
+
+// outcome flattens outputParameters (raw: nil when absent) into name →
+// value, verbatim (values stay XML-wrapped): for a COMPLETED job, business
+// errors live there. processName, name and peerId say what ran where, not
+// how it ended, so they stay in Raw only. A duplicate name gets "#2", "#3";
+// a nameless entry its index.
+func outcome(raw json.RawMessage) map[string]string {
+	if raw == nil || raw[0] == '[' && string(bytes.TrimSpace(raw[1:])) == "]" {
+		return nil // absent or empty: the usual case, without a decode
 	}
 	var items []json.RawMessage
 	if json.Unmarshal(raw, &items) != nil {
@@ -100,18 +117,21 @@ func outcome(o pollkit.Object) map[string]string {
 		}
 		return nil
 	}
+	if len(items) == 0 {
+		return nil
+	}
 	out := make(map[string]string, min(len(items), maxOutcomeParams))
 	for i, it := range items {
 		if len(out) == maxOutcomeParams {
 			out["(truncated)"] = fmt.Sprintf("%d more output parameters in the raw payload", len(items)-i)
 			break
 		}
-		var p pollkit.Object
-		if json.Unmarshal(it, &p) != nil || p == nil {
+		var p outputParameter
+		if it[0] != '{' || json.Unmarshal(it, &p) != nil {
 			out[strconv.Itoa(i)] = capValue(pollkit.RawText(it))
 			continue
 		}
-		name, _ := p.Text("name")
+		name, _ := p.Name.Text()
 		if name == "" {
 			name = strconv.Itoa(i)
 		}
@@ -122,7 +142,7 @@ func outcome(o pollkit.Object) map[string]string {
 			}
 			key = name + "#" + strconv.Itoa(n)
 		}
-		value, _ := p.Text("value")
+		value, _ := p.Value.Text()
 		out[key] = capValue(value)
 	}
 	if len(out) == 0 {
