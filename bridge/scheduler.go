@@ -3,8 +3,8 @@ package bridge
 import (
 	"container/heap"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"context"
+	"github.com/prometheus/client_golang/prometheus"
 	"math/rand/v2"
 	"sync"
 	"time"
