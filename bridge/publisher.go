@@ -11,6 +11,7 @@ import (
 	"github.com/jobbridge/jobbridge/bridge/backoff"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
@@ -83,6 +84,11 @@ type Publisher struct {
 	backoffs map[*Event]*time.Timer
 	stopped  bool
 
+	// published holds the counter of each event type (fixed set) for
+	// fresh and duplicate acks, resolved once: a label lookup per ack shows
+	// in the publish-path profile.
+	published map[string][2]prometheus.Counter
+
 	highAcked atomic.Uint64
 	failing   atomic.Int64 // consecutive failed sends, for health and logs
 	lastWarn  atomic.Int64 // unix nanos of the last rate-limited warning
@@ -92,8 +98,12 @@ type Publisher struct {
 // JetStreamOptions; use NewPublisherJS to get both.
 func NewPublisher(tracker *Tracker, opts PublisherOptions, log zerolog.Logger, m *Metrics) *Publisher {
 	opts.setDefaults()
+	published := make(map[string][2]prometheus.Counter)
+	for _, t := range EventTypes() {
+		published[t] = [2]prometheus.Counter{m.published.WithLabelValues(t, "false"), m.published.WithLabelValues(t, "true")}
+	}
 	return &Publisher{
-		tracker: tracker, opts: opts, log: log, metrics: m,
+		tracker: tracker, opts: opts, log: log, metrics: m, published: published,
 		slots:    make(chan struct{}, opts.MaxPending),
 		inFlight: make(map[*nats.Msg]*Event, opts.MaxInFlight),
 		backoffs: make(map[*Event]*time.Timer),
@@ -178,7 +188,15 @@ func (p *Publisher) onAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.P
 	}
 	<-p.slots
 	p.metrics.pending.Dec()
-	p.metrics.published.WithLabelValues(ev.Type, boolLabel(ack.Duplicate)).Inc()
+	if c, ok := p.published[ev.Type]; ok {
+		dup := 0
+		if ack.Duplicate {
+			dup = 1
+		}
+		c[dup].Inc()
+	} else {
+		p.metrics.published.WithLabelValues(ev.Type, boolLabel(ack.Duplicate)).Inc()
+	}
 	p.metrics.publishLatency.Observe(time.Since(ev.ObservedAt).Seconds())
 	next := p.tracker.Acked(ev, ack.Sequence)
 
