@@ -61,8 +61,11 @@ instances:
 		_, err := c.List(context.Background(), bridge.ListFilter{})
 		return err == nil
 	})
+	// The job runs longer than the notifier's watch refresh (5s), so the
+	// watch's topic is subscribed before the completion is pushed; a job
+	// completing earlier is found by the subscription's reconcile poll.
 	ok200 := 200
-	id, err := sim.StartJob(other.ID, hmcsim.Job{Script: []hmcsim.Step{{Status: "running", For: 1500 * time.Millisecond}, {Status: "complete", StatusCode: &ok200}}})
+	id, err := sim.StartJob(other.ID, hmcsim.Job{Script: []hmcsim.Step{{Status: "running", For: 8 * time.Second}, {Status: "complete", StatusCode: &ok200}}})
 	if err != nil {
 		t.Fatal(err)
 	}

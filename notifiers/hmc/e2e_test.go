@@ -179,7 +179,7 @@ func storm(t *testing.T, n int) {
 		if cuts[b] {
 			// Each cut hits a live connection (a slow machine may still be
 			// reconnecting from the last one).
-			waitFor(t, 30*time.Second, "a live connection to cut", func() bool { return pb.n.Status().Connected })
+			waitFor(t, 90*time.Second, "a live connection to cut", func() bool { return pb.n.Status().Connected })
 			pb.broker.SetRefusing(true)
 			if pb.broker.DropConnections() == 0 {
 				t.Fatal("no connection to cut")
