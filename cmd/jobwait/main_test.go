@@ -97,7 +97,7 @@ func (e *env) waitEvents(t *testing.T, id string, n int) []bridgetest.Received {
 	t.Helper()
 	subjects := bridge.Subjects{Prefix: "jobs"}
 	var got []bridgetest.Received
-	bridgetest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d events of %q", n, id), func() bool {
+	bridgetest.WaitFor(t, 30*time.Second, fmt.Sprintf("%d events of %q", n, id), func() bool {
 		got = got[:0]
 		for _, r := range bridgetest.ReadStream(t, e.h.JS, "JOBS") {
 			if job, _, err := subjects.Parse(r.Subject); err == nil && job.ID == id {
@@ -138,7 +138,7 @@ func TestWaitsForSuccessInBothWireModes(t *testing.T) {
 			e.h.Watch(vendor, instance, otherID)
 			e.waitEvents(t, jobID, 1)
 
-			ch := e.jobwait(t, "--timeout", "20s")
+			ch := e.jobwait(t, "--timeout", "60s")
 			e.poller.Set(otherID, bridge.StateFailed, "Error")
 			e.waitEvents(t, otherID, 2)
 			e.poller.Set(jobID, bridge.StateRunning, "Running")
@@ -227,7 +227,7 @@ func TestTaskEndDoesNotEndTheWait(t *testing.T) {
 	e.poller.SetObservation(jobID, bridge.Observation{State: bridge.StateRunning, Native: "Running", Tasks: task(bridge.StateSucceeded)})
 	e.waitEvents(t, jobID, 3)
 
-	ch := e.jobwait(t, "--timeout", "20s")
+	ch := e.jobwait(t, "--timeout", "60s")
 	select {
 	case r := <-ch:
 		t.Fatalf("a task's end ended the wait: %+v", r)
