@@ -118,6 +118,13 @@ func ReadStream(tb testing.TB, js jetstream.JetStream, stream string) []Received
 	if err != nil {
 		tb.Fatalf("consumer: %v", err)
 	}
+	// Tests call this in polling loops: an ephemeral consumer left to its
+	// inactivity timeout per call would pile up to the server's limit.
+	defer func() {
+		if info := cons.CachedInfo(); info != nil {
+			_ = s.DeleteConsumer(context.Background(), info.Name)
+		}
+	}()
 	var out []Received
 	for uint64(len(out)) < info.State.Msgs {
 		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
@@ -145,7 +152,7 @@ func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool
 		if time.Now().After(deadline) {
 			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(25 * time.Millisecond)
 	}
 }
 
