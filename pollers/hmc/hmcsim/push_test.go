@@ -23,14 +23,20 @@ type stompClient struct {
 
 func dialBroker(t *testing.T, b *Broker, login, passcode string) (*stompClient, *frame.Frame) {
 	t.Helper()
+	sc := dialRaw(t, b)
+	sc.send(frame.New(frame.STOMP, frame.AcceptVersion, "1.1", frame.Host, "hmc", frame.Login, login, frame.Passcode, passcode, frame.HeartBeat, "0,0"))
+	return sc, sc.next()
+}
+
+// dialRaw connects without sending anything.
+func dialRaw(t *testing.T, b *Broker) *stompClient {
+	t.Helper()
 	c, err := net.Dial("tcp", b.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	sc := &stompClient{t: t, c: c, r: frame.NewReader(c), w: frame.NewWriter(c)}
-	sc.send(frame.New(frame.STOMP, frame.AcceptVersion, "1.1", frame.Host, "hmc", frame.Login, login, frame.Passcode, passcode, frame.HeartBeat, "0,0"))
-	return sc, sc.next()
+	return &stompClient{t: t, c: c, r: frame.NewReader(c), w: frame.NewWriter(c)}
 }
 
 func (sc *stompClient) send(f *frame.Frame) {

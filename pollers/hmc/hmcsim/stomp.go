@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/go-stomp/stomp/v3/frame"
-	"github.com/go-stomp/stomp/v3/server"
 	"github.com/rs/zerolog"
 )
 
@@ -43,34 +42,40 @@ type BrokerStats struct {
 	// are not durable.
 	Published int
 	Unheard   int
-	// Dropped counts connections cut by DropConnections or because their
-	// session ended; Stalled those silenced by StallConnections.
-	Dropped int
-	Stalled int
+	// Dropped counts connections cut by DropConnections, because their
+	// session ended, or because they fell too far behind (SlowConsumers);
+	// Stalled those silenced by StallConnections.
+	Dropped       int
+	Stalled       int
+	SlowConsumers int
 }
 
-// Broker is the HMC's STOMP broker: the go-stomp server package does the
-// topic fan-out and heart-beats, and a front end in this file applies what
-// the HMC's ActiveMQ adds: logins with session-id and session-credential
-// (or userid and password), ERROR frames for unknown or unapproved topics,
-// consumers only (no SEND), STOMP 1.1, and the job-completion messages
-// themselves. It also injects network faults.
+// maxPending is how many frames a connection may have waiting to be
+// written before the broker drops it as a slow consumer, as ActiveMQ
+// aborts consumers it cannot keep up with [assumed: the HMC's limit is not
+// documented]. It is far above what any test publishes at once.
+const maxPending = 1 << 17
+
+// Broker is the HMC's STOMP broker, as its ActiveMQ behaves towards a
+// notification client: logins with session-id and session-credential (or
+// userid and password), STOMP 1.1 with negotiated heart-beats, ERROR
+// frames for unknown or unapproved topics, consumers only (no SEND),
+// receipts, and the job-completion messages fanned out to every
+// subscription of a topic. It also injects network faults.
 //
-// The go-stomp server has no shutdown: after Close one of its goroutines
-// stays parked for the life of the process (a test-only cost).
+// It does its own fan-out rather than front the go-stomp server package:
+// that server's single request processor blocks writing into a
+// subscriber's full queue while the subscriber waits for the processor
+// (an UNSUBSCRIBE, a reconnect's SUBSCRIBE or a disconnect during a burst
+// of messages), and then no client is ever served again.
 type Broker struct {
-	s       *Server
-	log     zerolog.Logger
-	front   net.Listener
-	innerL  net.Listener
-	inner   string
-	tls     bool
-	done    chan struct{}
-	wg      sync.WaitGroup
-	pubMu   sync.Mutex
-	pub     net.Conn
-	pubW    *frame.Writer
-	nextRct atomic.Int64
+	s      *Server
+	log    zerolog.Logger
+	front  net.Listener
+	minHB  time.Duration
+	done   chan struct{}
+	wg     sync.WaitGroup
+	nextID atomic.Int64
 
 	mu     sync.Mutex
 	conns  map[*brokerConn]struct{}
@@ -95,33 +100,23 @@ func (s *Server) StartBroker(opts BrokerOptions) (*Broker, error) {
 	if opts.TLS && (s.ts == nil || s.ts.TLS == nil) {
 		return nil, errors.New("a STOMP broker over TLS needs the simulator's TLS option")
 	}
-	if s.push.currentBroker() != nil {
+	// A closed broker may be started again (a broker restart, on the same
+	// Addr when the caller gives the old one).
+	if cur := s.push.currentBroker(); cur != nil && !cur.isClosed() {
 		return nil, errors.New("the STOMP broker is running already")
 	}
 	b := &Broker{
-		s: s, log: s.log.With().Str("component", "hmcsim-stomp").Logger(), tls: opts.TLS,
+		s: s, log: s.log.With().Str("component", "hmcsim-stomp").Logger(), minHB: opts.MinHeartBeat,
 		done: make(chan struct{}), conns: make(map[*brokerConn]struct{}), subs: make(map[string]int),
 	}
 	var err error
-	if b.innerL, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		return nil, err
-	}
-	b.inner = b.innerL.Addr().String()
-	inner := &server.Server{HeartBeat: opts.MinHeartBeat, Log: stompLog{b.log}}
-	go inner.Serve(b.innerL) //nolint:errcheck // ends when innerL closes (see the type's doc)
 	if b.front, err = net.Listen("tcp", opts.Addr); err != nil {
-		b.innerL.Close()
 		return nil, err
 	}
 	if opts.TLS {
 		cfg := s.ts.TLS.Clone()
 		cfg.NextProtos = nil
 		b.front = tls.NewListener(b.front, cfg)
-	}
-	if err := b.connectPublisher(); err != nil {
-		b.front.Close()
-		b.innerL.Close()
-		return nil, fmt.Errorf("STOMP publisher: %w", err)
 	}
 	b.wg.Add(1)
 	go b.accept()
@@ -187,6 +182,10 @@ func (b *Broker) StallConnections() int {
 	defer b.mu.Unlock()
 	for c := range b.conns {
 		c.stalled.Store(true)
+		// A read already waiting on the heart-beat deadline must not end
+		// the connection: it stays open until the client gives up.
+		c.client.SetReadDeadline(time.Time{})
+		c.wake()
 	}
 	b.stats.Stalled += len(b.conns)
 	return len(b.conns)
@@ -200,7 +199,14 @@ func (b *Broker) SetRefusing(refuse bool) {
 	b.refuse = refuse
 }
 
-// Close stops the broker and cuts every connection.
+func (b *Broker) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// Close stops the broker and cuts every connection. StartBroker may start
+// a new one afterwards, on the same address to model a broker restart.
 func (b *Broker) Close() {
 	b.mu.Lock()
 	if b.closed {
@@ -212,69 +218,46 @@ func (b *Broker) Close() {
 	close(b.done)
 	b.front.Close()
 	b.DropConnections()
-	b.pubMu.Lock()
-	if b.pub != nil {
-		b.pub.Close()
-	}
-	b.pubMu.Unlock()
-	b.innerL.Close()
 	b.wg.Wait()
 }
 
-// connectPublisher opens the connection on which the HMC side SENDs its
-// messages to the inner broker.
-func (b *Broker) connectPublisher() error {
-	c, err := net.DialTimeout("tcp", b.inner, 5*time.Second)
-	if err != nil {
-		return err
-	}
-	w := frame.NewWriter(c)
-	if err := w.Write(frame.New(frame.CONNECT, frame.AcceptVersion, "1.1", frame.Host, "hmcsim", frame.HeartBeat, "0,0")); err != nil {
-		c.Close()
-		return err
-	}
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	f, err := frame.NewReader(c).Read()
-	if err != nil {
-		c.Close()
-		return err
-	}
-	if f == nil || f.Command != frame.CONNECTED {
-		c.Close()
-		return errors.New("the inner broker did not answer CONNECTED")
-	}
-	c.SetReadDeadline(time.Time{})
-	b.pub, b.pubW = c, w
-	b.wg.Add(1)
-	go func() { // drain: the inner broker may write heart-beats or errors
-		defer b.wg.Done()
-		buf := make([]byte, 512)
-		for {
-			if _, err := c.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
-	return nil
-}
-
-// publish sends one job-completion message to the session's job topic.
-// Without a subscriber it is lost, as on the HMC.
+// publish sends one job-completion message to every subscription of the
+// session's job topic. Without a subscriber it is lost, as on the HMC.
+// It queues and never waits for a client, because it runs in the
+// simulator's clock.
 func (b *Broker) publish(m pushMessage) {
 	if m.Topic == "" {
 		return
 	}
+	dest := "/topic/" + m.Topic
+	headers := m.headers()
+	var slow []*brokerConn
 	b.mu.Lock()
 	b.stats.Published++
 	if b.subs[m.Topic] == 0 {
 		b.stats.Unheard++
 	}
+	for c := range b.conns {
+		for id, topic := range c.subs {
+			if topic != m.Topic {
+				continue
+			}
+			f := frame.New(frame.MESSAGE, append([]string{
+				frame.Destination, dest,
+				frame.Subscription, id,
+				frame.MessageId, c.name + ":1:1:" + strconv.FormatInt(c.nextMsg.Add(1), 10),
+			}, headers...)...)
+			if !c.enqueue(f) {
+				slow = append(slow, c)
+			}
+		}
+	}
+	b.stats.SlowConsumers += len(slow)
+	b.stats.Dropped += len(slow)
 	b.mu.Unlock()
-	f := frame.New(frame.SEND, append([]string{frame.Destination, "/topic/" + m.Topic}, m.headers()...)...)
-	b.pubMu.Lock()
-	defer b.pubMu.Unlock()
-	if err := b.pubW.Write(f); err != nil {
-		b.log.Debug().Err(err).Msg("publishing a job-completion message failed")
+	for _, c := range slow {
+		b.log.Warn().Str("connection", c.name).Int("pending", maxPending).Msg("dropping a slow STOMP consumer")
+		c.close()
 	}
 }
 
@@ -327,33 +310,120 @@ func (b *Broker) accept() {
 	}
 }
 
-// brokerConn is one client connection and its twin on the inner broker.
+// brokerConn is one client connection. Its reading goroutine (serve)
+// handles the client's frames; its writing goroutine (writeLoop) sends
+// what is queued and the heart-beats.
 type brokerConn struct {
 	b       *Broker
 	client  net.Conn
-	inner   net.Conn
-	cwMu    sync.Mutex
-	cw      *frame.Writer
+	name    string // ActiveMQ-style connection id, the prefix of message-ids
 	session string
 	stalled atomic.Bool
+	closing atomic.Bool // close once the queue is written (DISCONNECT)
+	nextMsg atomic.Int64
 	once    sync.Once
-	subs    map[string]string // subscription id -> topic; the reading goroutine's own
+	dead    chan struct{}
+
+	// Set at CONNECT, before writeLoop starts.
+	sendEvery time.Duration // the broker's heart-beats; 0 for none
+	readEvery time.Duration // the client's promised heart-beats; 0 for none
+
+	wmu     sync.Mutex // serialises writes to client
+	cw      *frame.Writer
+	qmu     sync.Mutex
+	pending []*frame.Frame
+	signal  chan struct{} // capacity 1: something was queued
+
+	subs map[string]string // subscription id -> topic; guarded by b.mu
 }
 
+// close cuts the connection; both goroutines end.
 func (c *brokerConn) close() {
 	c.once.Do(func() {
+		close(c.dead)
 		c.client.Close()
-		if c.inner != nil {
-			c.inner.Close()
-		}
 	})
 }
 
+func (c *brokerConn) wake() {
+	select {
+	case c.signal <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue queues a frame for the client; false when the client is too far
+// behind.
+func (c *brokerConn) enqueue(f *frame.Frame) bool {
+	c.qmu.Lock()
+	if len(c.pending) >= maxPending {
+		c.qmu.Unlock()
+		return false
+	}
+	c.pending = append(c.pending, f)
+	c.qmu.Unlock()
+	c.wake()
+	return true
+}
+
+func (c *brokerConn) queued() int {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	return len(c.pending)
+}
+
 func (c *brokerConn) writeClient(f *frame.Frame) error {
-	c.cwMu.Lock()
-	defer c.cwMu.Unlock()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.client.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	return c.cw.Write(f)
+}
+
+// writeLoop sends queued frames in order, and a heart-beat whenever the
+// connection was quiet for the agreed interval. A stalled connection
+// sends nothing and loses what is queued.
+func (c *brokerConn) writeLoop() {
+	var beat <-chan time.Time
+	var t *time.Timer
+	if c.sendEvery > 0 {
+		t = time.NewTimer(c.sendEvery)
+		defer t.Stop()
+		beat = t.C
+	}
+	for {
+		select {
+		case <-c.dead:
+			return
+		case <-c.signal:
+		case <-beat:
+			if !c.stalled.Load() && c.writeClient(nil) != nil {
+				c.close()
+				return
+			}
+			t.Reset(c.sendEvery)
+			continue
+		}
+		c.qmu.Lock()
+		batch := c.pending
+		c.pending = nil
+		c.qmu.Unlock()
+		if c.stalled.Load() {
+			continue
+		}
+		for _, f := range batch {
+			if c.writeClient(f) != nil {
+				c.close()
+				return
+			}
+		}
+		if c.closing.Load() && c.queued() == 0 {
+			c.close()
+			return
+		}
+		if t != nil {
+			t.Reset(c.sendEvery)
+		}
+	}
 }
 
 // fail sends an ERROR frame, as ActiveMQ does, and closes the connection.
@@ -369,10 +439,14 @@ func (c *brokerConn) fail(cause *frame.Frame, message, body string) {
 	c.close()
 }
 
-// serve runs one client connection: the CONNECT here, then frames both
-// ways until either side ends.
+// serve runs one client connection: the CONNECT here, then the client's
+// frames until either side ends.
 func (b *Broker) serve(nc net.Conn) {
-	c := &brokerConn{b: b, client: nc, cw: frame.NewWriter(nc), subs: make(map[string]string)}
+	c := &brokerConn{
+		b: b, client: nc, cw: frame.NewWriter(nc), subs: make(map[string]string),
+		dead: make(chan struct{}), signal: make(chan struct{}, 1),
+		name: "ID:hmcsim-" + strconv.FormatInt(b.nextID.Add(1), 10),
+	}
 	defer c.close()
 	r := frame.NewReader(nc)
 	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -393,6 +467,11 @@ func (b *Broker) serve(nc net.Conn) {
 		c.fail(connect, "Supported protocol versions are 1.1", "")
 		return
 	}
+	cx, cy, ok := parseHeartBeat(connect.Header.Get(frame.HeartBeat))
+	if !ok {
+		c.fail(connect, "heart-beat value is invalid: "+connect.Header.Get(frame.HeartBeat), "")
+		return
+	}
 	login, passcode := connect.Header.Get(frame.Login), connect.Header.Get(frame.Passcode)
 	session, ok := b.authenticate(login, passcode)
 	if !ok {
@@ -404,19 +483,10 @@ func (b *Broker) serve(nc net.Conn) {
 		return
 	}
 	c.session = session
-	inner, err := net.DialTimeout("tcp", b.inner, 5*time.Second)
-	if err != nil {
-		return
-	}
-	c.inner = inner
-	hb := connect.Header.Get(frame.HeartBeat)
-	if hb == "" {
-		hb = "0,0"
-	}
-	iw := frame.NewWriter(inner)
-	if err := iw.Write(frame.New(frame.CONNECT, frame.AcceptVersion, "1.1", frame.Host, "hmcsim", frame.HeartBeat, hb)); err != nil {
-		return
-	}
+	// The broker will not beat faster than its minimum, nor ask the client
+	// to; it sends as often as the client wants to hear (cy) and expects
+	// the client's beats as often as promised (cx).
+	c.readEvery, c.sendEvery = b.atLeastMin(cx), b.atLeastMin(cy)
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -433,12 +503,44 @@ func (b *Broker) serve(nc net.Conn) {
 		}
 		b.mu.Unlock()
 	}()
+	connected := frame.New(frame.CONNECTED, frame.Version, "1.1",
+		frame.Server, "ActiveMQ/5.15.9 (hmcsim)",
+		frame.Session, c.name,
+		frame.HeartBeat, strconv.FormatInt(c.sendEvery.Milliseconds(), 10)+","+strconv.FormatInt(c.readEvery.Milliseconds(), 10))
+	if c.writeClient(connected) != nil {
+		return
+	}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
-		c.fromInner()
+		c.writeLoop()
 	}()
-	c.fromClient(r, iw)
+	c.fromClient(r)
+}
+
+func (b *Broker) atLeastMin(ms int64) time.Duration {
+	if ms <= 0 {
+		return 0
+	}
+	return max(time.Duration(ms)*time.Millisecond, b.minHB)
+}
+
+// parseHeartBeat reads a CONNECT heart-beat header ("cx,cy" in ms; none
+// means 0,0).
+func parseHeartBeat(v string) (cx, cy int64, ok bool) {
+	if v == "" {
+		return 0, 0, true
+	}
+	a, bs, found := strings.Cut(v, ",")
+	if !found {
+		return 0, 0, false
+	}
+	x, err1 := strconv.ParseInt(strings.TrimSpace(a), 10, 64)
+	y, err2 := strconv.ParseInt(strings.TrimSpace(bs), 10, 64)
+	if err1 != nil || err2 != nil || x < 0 || y < 0 {
+		return 0, 0, false
+	}
+	return x, y, true
 }
 
 // acceptsV11 reports whether an accept-version header allows STOMP 1.1
@@ -471,23 +573,24 @@ func (b *Broker) approved(topic string) bool {
 	return ok && info.Open()
 }
 
-func (c *brokerConn) fromClient(r *frame.Reader, iw *frame.Writer) {
+// fromClient reads the client's frames until the connection ends. A
+// client that promised heart-beats and sends nothing for twice the
+// interval is cut, as ActiveMQ's inactivity monitor does.
+func (c *brokerConn) fromClient(r *frame.Reader) {
 	b := c.b
 	for {
+		if c.readEvery > 0 && !c.stalled.Load() {
+			c.client.SetReadDeadline(time.Now().Add(2 * c.readEvery))
+		} else {
+			c.client.SetReadDeadline(time.Time{})
+		}
 		f, err := r.Read()
 		if err != nil {
 			return
 		}
-		if c.stalled.Load() {
+		if f == nil || c.stalled.Load() {
 			continue
 		}
-		if f == nil {
-			if iw.Write(nil) != nil {
-				return
-			}
-			continue
-		}
-		var out []*frame.Frame
 		switch f.Command {
 		case frame.SUBSCRIBE:
 			dest := f.Header.Get(frame.Destination)
@@ -502,96 +605,55 @@ func (c *brokerConn) fromClient(r *frame.Reader, iw *frame.Writer) {
 				return
 			}
 			id := f.Header.Get(frame.Id)
+			b.mu.Lock()
 			if _, dup := c.subs[id]; !dup {
 				c.subs[id] = topic
-				b.mu.Lock()
 				b.subs[topic]++
 				b.stats.Subscriptions++
-				b.mu.Unlock()
 			}
-			out = c.withReceipt(f)
+			b.mu.Unlock()
 		case frame.UNSUBSCRIBE:
+			b.mu.Lock()
 			if topic, ok := c.subs[f.Header.Get(frame.Id)]; ok {
 				delete(c.subs, f.Header.Get(frame.Id))
-				b.mu.Lock()
 				b.subs[topic]--
-				b.mu.Unlock()
 			}
-			out = c.withReceipt(f)
+			b.mu.Unlock()
 		case frame.SEND:
 			c.fail(f, "User is not authorized to write to: "+strings.Replace(f.Header.Get(frame.Destination), "/topic/", "topic://", 1),
 				"java.lang.SecurityException: only the HMC publishes notifications")
 			return
 		case frame.ACK, frame.NACK:
 			continue // subscriptions are ack=auto
+		case frame.BEGIN, frame.COMMIT, frame.ABORT:
+			// Nothing to do for a consumer; only the receipt matters.
+		case frame.DISCONNECT:
+			c.receipt(f)
+			c.closeWhenFlushed()
+			return
 		default:
-			out = []*frame.Frame{f}
-		}
-		for _, o := range out {
-			if iw.Write(o) != nil {
-				return
-			}
-		}
-	}
-}
-
-// withReceipt forwards a SUBSCRIBE or UNSUBSCRIBE to the inner broker,
-// which does not answer receipts for them. A receipt asked for comes from
-// an empty transaction (BEGIN with the receipt, then ABORT) sent right
-// after it: the inner broker handles a connection's frames in order, so
-// the RECEIPT means the subscription is in place, as it does on ActiveMQ.
-func (c *brokerConn) withReceipt(f *frame.Frame) []*frame.Frame {
-	receipt, ok := f.Header.Contains(frame.Receipt)
-	if !ok {
-		return []*frame.Frame{f}
-	}
-	f.Header.Del(frame.Receipt)
-	tx := "hmcsim-receipt-" + strconv.FormatInt(c.b.nextRct.Add(1), 10)
-	return []*frame.Frame{
-		f,
-		frame.New(frame.BEGIN, frame.Transaction, tx, frame.Receipt, receipt),
-		frame.New(frame.ABORT, frame.Transaction, tx),
-	}
-}
-
-func (c *brokerConn) fromInner() {
-	r := frame.NewReader(c.inner)
-	for {
-		f, err := r.Read()
-		if err != nil {
-			if !c.stalled.Load() {
-				c.close()
-			}
-			// A stalled connection stays open until the client gives up.
+			c.fail(f, "Unknown STOMP action: "+f.Command, "")
 			return
 		}
-		if c.stalled.Load() {
-			continue
-		}
-		if f != nil {
-			switch f.Command {
-			case frame.CONNECTED:
-				f.Header.Set(frame.Server, "ActiveMQ/5.15.9 (hmcsim)")
-				f.Header.Set(frame.Session, "ID:hmcsim-"+strconv.FormatInt(c.b.nextRct.Add(1), 10))
-			case frame.MESSAGE:
-				f.Header.Del(frame.Id) // the go-stomp server's, not ActiveMQ's
-			}
-		}
-		if c.writeClient(f) != nil {
-			c.close()
-			return
-		}
+		c.receipt(f)
 	}
 }
 
-// stompLog sends the go-stomp server's log lines to zerolog at debug level.
-type stompLog struct{ l zerolog.Logger }
+// receipt queues the RECEIPT a frame asks for, behind the messages queued
+// before it.
+func (c *brokerConn) receipt(f *frame.Frame) {
+	if r, ok := f.Header.Contains(frame.Receipt); ok {
+		c.enqueue(frame.New(frame.RECEIPT, frame.ReceiptId, r))
+	}
+}
 
-func (s stompLog) Debugf(format string, v ...any)   { s.l.Debug().Msgf(format, v...) }
-func (s stompLog) Infof(format string, v ...any)    { s.l.Debug().Msgf(format, v...) }
-func (s stompLog) Warningf(format string, v ...any) { s.l.Debug().Msgf(format, v...) }
-func (s stompLog) Errorf(format string, v ...any)   { s.l.Debug().Msgf(format, v...) }
-func (s stompLog) Debug(m string)                   { s.l.Debug().Msg(m) }
-func (s stompLog) Info(m string)                    { s.l.Debug().Msg(m) }
-func (s stompLog) Warning(m string)                 { s.l.Debug().Msg(m) }
-func (s stompLog) Error(m string)                   { s.l.Debug().Msg(m) }
+// closeWhenFlushed lets the writer send what is queued (a DISCONNECT's
+// receipt) and close the connection then; a second at most.
+func (c *brokerConn) closeWhenFlushed() {
+	c.closing.Store(true)
+	c.wake()
+	select {
+	case <-c.dead:
+	case <-time.After(time.Second):
+	}
+}
