@@ -98,6 +98,17 @@ type Options struct {
 	Logger          zerolog.Logger
 	// Registerer receives the metrics (nil: not registered).
 	Registerer prometheus.Registerer
+	// Cluster shares the watched jobs with other replicas (scale-out).
+	Cluster ClusterOptions
+	// Singletons run on one replica at a time (see AddSingleton).
+	Singletons []Singleton
+}
+
+// Singleton is work one replica at a time runs for a vendor instance.
+type Singleton struct {
+	Kind, Vendor, Instance string
+	// Run works until ctx ends (the lease moved or the bridge stops).
+	Run func(ctx context.Context)
 }
 
 // Bridge ties pollers, tracker, publisher and scheduler together.
@@ -115,7 +126,24 @@ type Bridge struct {
 	metrics  *Metrics
 	subjects Subjects
 
+	// Scale-out. coord is nil for a single replica, which owns the one
+	// shard there is. watches holds every registration (all replicas'
+	// jobs, for notifiers and hint forwarding); byShard indexes it; active
+	// says which shards' jobs are in the scheduler. All under wmu.
+	coord   *coordinator
+	nshards int
+	wmu     sync.Mutex
+	watches map[string]*Watch
+	byShard []map[string]struct{}
+	active  []bool
+	singles []pendingSingleton
+
 	ready chan struct{}
+}
+
+type pendingSingleton struct {
+	name string
+	run  func(ctx context.Context)
 }
 
 // New prepares a bridge: checks options, creates or checks the stream and
@@ -165,12 +193,99 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 	b := &Bridge{
 		opts: opts, log: opts.Logger, js: js, encoder: enc,
 		tracker: NewTracker(), metrics: NewMetrics(opts.Registerer), subjects: subjects,
-		ready: make(chan struct{}),
+		ready: make(chan struct{}), nshards: 1, watches: map[string]*Watch{},
+	}
+	if opts.Cluster.Enabled {
+		opts.Cluster.setDefaults()
+		b.opts.Cluster = opts.Cluster
+		b.nshards = opts.Cluster.Shards
+		b.log = b.log.With().Str("replica", opts.Cluster.ReplicaID).Logger()
+	}
+	b.byShard = make([]map[string]struct{}, b.nshards)
+	for i := range b.byShard {
+		b.byShard[i] = map[string]struct{}{}
+	}
+	b.active = make([]bool, b.nshards)
+	for _, sg := range opts.Singletons {
+		b.AddSingleton(sg.Kind, sg.Vendor, sg.Instance, sg.Run)
 	}
 	if err := b.setupStorage(ctx); err != nil {
 		return nil, err
 	}
+	if opts.Cluster.Enabled {
+		c, err := openLeases(ctx, js, b.opts.Cluster, opts.Stream, b.log, newClusterMetrics(opts.Registerer))
+		if err != nil {
+			return nil, err
+		}
+		c.hooks = leaseHooks{acquire: b.acquireShards, quiesce: b.quiesceShards, drop: b.dropShards, jobs: b.localJobs}
+		b.coord = c
+		if opts.Conn.Opts.ReconnectBufSize >= 0 {
+			// Events queued while disconnected would go out on reconnecting,
+			// past the lease check, even after a peer took the shard over.
+			b.log.Warn().Msg("scale-out on a NATS connection that buffers publishes while reconnecting: connect with nats.ReconnectBufSize(-1) " +
+				"so that a replica cut off longer than cluster.leaseTTL cannot publish stale events after a takeover")
+		}
+		b.pub.gate = b.publishGate
+		b.snap.shards, b.snap.owns = b.nshards, c.owns
+		b.snap.base, b.snap.written, b.snap.writtenAt = map[int]uint64{}, map[int]uint64{}, map[int]time.Time{}
+	}
+	// The scheduler exists from here on, not from Run: notifiers and the
+	// watch API may call Hint, Reconcile or WatchesOf while Run starts.
+	b.sched = newScheduler(b.opts.Schedule, b.opts.Instances)
+	for _, in := range b.sched.insts {
+		p := b.metrics.polls
+		in.m = instMetrics{
+			ok: p.WithLabelValues(in.Vendor, in.Name, "ok"), notFound: p.WithLabelValues(in.Vendor, in.Name, "not_found"),
+			malformed: p.WithLabelValues(in.Vendor, in.Name, "malformed"), auth: p.WithLabelValues(in.Vendor, in.Name, "auth"),
+			failed: p.WithLabelValues(in.Vendor, in.Name, "error"), duration: b.metrics.pollDuration.WithLabelValues(in.Vendor, in.Name),
+		}
+	}
+	b.sched.poll = b.pollEntry
+	b.sched.onDue = b.expire
+	b.sched.lag = func(d time.Duration) { b.metrics.schedulingLag.Observe(d.Seconds()) }
 	return b, nil
+}
+
+// AddSingleton registers work that exactly one replica runs at a time for
+// a vendor instance (kind "notify": its push session; "discover": job
+// discovery). Without scale-out it runs on this bridge for as long as Run.
+// The work must stop when its context ends: with scale-out it ends when
+// the lease moves to another replica. Call before Run.
+func (b *Bridge) AddSingleton(kind, vendor, instance string, run func(ctx context.Context)) {
+	b.singles = append(b.singles, pendingSingleton{name: kind + "." + EscapeToken(vendor) + "." + EscapeToken(instance), run: run})
+}
+
+// ReplicaID is this replica's name with scale-out, "" without.
+func (b *Bridge) ReplicaID() string {
+	if b.coord == nil {
+		return ""
+	}
+	return b.opts.Cluster.ReplicaID
+}
+
+// OwnedShards lists the shards this replica polls now (scale-out), or
+// [0] for a single replica.
+func (b *Bridge) OwnedShards() []int {
+	var out []int
+	for s := 0; s < b.nshards; s++ {
+		if b.owns(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// LeaseStats counts the writes this replica made to the lease bucket.
+func (b *Bridge) LeaseStats() LeaseStats {
+	if b.coord == nil {
+		return LeaseStats{}
+	}
+	return LeaseStats{Ops: b.coord.opsCount.Load(), Bytes: b.coord.bytesSent.Load()}
+}
+
+// owns reports whether this replica may publish shard s's events now.
+func (b *Bridge) owns(s int) bool {
+	return b.coord == nil || b.coord.owns(s)
 }
 
 // Subjects returns the subject scheme in use.
@@ -278,25 +393,24 @@ func retryJS[T any](ctx context.Context, f func(context.Context) (T, error)) (T,
 // pending events are acknowledged (within ShutdownTimeout), the tracker is
 // snapshotted, vendor sessions are closed.
 func (b *Bridge) Run(ctx context.Context) error {
-	st, err := b.snap.recoverState(ctx, b.subjects)
-	if err != nil {
-		return fmt.Errorf("recover tracker state: %w", err)
-	}
-	b.log.Info().Int("records", st.Records).Int("replayed", st.Replayed).Int("applied", st.Applied).
-		Uint64("checkpoint", st.Checkpoint).Dur("took", st.Took).Msg("tracker state recovered")
-
-	b.sched = newScheduler(b.opts.Schedule, b.opts.Instances)
-	for _, in := range b.sched.insts {
-		p := b.metrics.polls
-		in.m = instMetrics{
-			ok: p.WithLabelValues(in.Vendor, in.Name, "ok"), notFound: p.WithLabelValues(in.Vendor, in.Name, "not_found"),
-			malformed: p.WithLabelValues(in.Vendor, in.Name, "malformed"), auth: p.WithLabelValues(in.Vendor, in.Name, "auth"),
-			failed: p.WithLabelValues(in.Vendor, in.Name, "error"), duration: b.metrics.pollDuration.WithLabelValues(in.Vendor, in.Name),
+	if b.coord == nil {
+		// One replica owns everything: recover all of it now. With
+		// scale-out each shard is loaded when its lease is acquired.
+		st, err := b.snap.recoverState(ctx, b.subjects)
+		if err != nil {
+			return fmt.Errorf("recover tracker state: %w", err)
 		}
+		b.log.Info().Int("records", st.Records).Int("replayed", st.Replayed).Int("applied", st.Applied).
+			Uint64("checkpoint", st.Checkpoint).Dur("took", st.Took).Msg("tracker state recovered")
 	}
-	b.sched.poll = b.pollEntry
-	b.sched.onDue = b.expire
-	b.sched.lag = func(d time.Duration) { b.metrics.schedulingLag.Observe(d.Seconds()) }
+
+	if b.coord != nil {
+		unsub, err := b.subscribeCluster()
+		if err != nil {
+			return err
+		}
+		defer unsub()
+	}
 
 	for _, w := range b.opts.InitialWatches {
 		if w.Origin == "" {
@@ -325,7 +439,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 	case <-initial:
 	case <-ctx.Done():
 	}
-	b.pruneUnwatched()
+	if b.coord == nil {
+		b.activate([]int{0})
+		b.pruneUnwatched()
+	}
 
 	schedCtx, stopSched := context.WithCancel(ctx)
 	defer stopSched()
@@ -344,11 +461,39 @@ func (b *Bridge) Run(ctx context.Context) error {
 		if !in.Discover || !ok {
 			continue
 		}
-		bg.Add(1)
+		b.AddSingleton("discover", in.Vendor, in.Name, func(ctx context.Context) { b.discoverLoop(ctx, in, d) })
+	}
+	stopCoord := func() {}
+	if b.coord == nil {
+		for _, sg := range b.singles {
+			bg.Add(1)
+			go func() {
+				defer bg.Done()
+				sg.run(ctx)
+			}()
+		}
+	} else {
+		for _, sg := range b.singles {
+			b.coord.addSingleton(sg.name, sg.run)
+		}
+		// Leases are renewed until the very end of the shutdown: the last
+		// acks and the final snapshot happen under them.
+		coordCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		coordDone := make(chan struct{})
+		stopCoord = func() {
+			stop()
+			<-coordDone
+		}
+		defer stopCoord()
+		coordReady := make(chan struct{})
 		go func() {
-			defer bg.Done()
-			b.discoverLoop(ctx, in, d)
+			defer close(coordDone)
+			b.coord.run(coordCtx, ctx, coordReady)
 		}()
+		select {
+		case <-coordReady:
+		case <-ctx.Done():
+		}
 	}
 	close(b.ready)
 	b.log.Info().Int("watches", b.sched.size()).Int("instances", len(b.opts.Instances)).Msg("bridge running")
@@ -361,7 +506,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	case <-schedDone:
 	case <-shutdown.Done():
 	}
-	if err := b.pub.Drain(shutdown); err != nil {
+	if err := b.drain(shutdown); err != nil {
 		b.log.Warn().Err(err).Msg("shutdown: events left unacknowledged; they are detected again after restart")
 	}
 	b.pub.Stop()
@@ -369,6 +514,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 	_ = watcher.Stop()
 	if err := b.snap.flush(shutdown); err != nil {
 		b.log.Warn().Err(err).Msg("shutdown: final snapshot incomplete; the next start replays the stream")
+	}
+	if b.coord != nil {
+		stopCoord()
+		// Hand the leases back even if the drain used up the shutdown time:
+		// otherwise peers wait a TTL for them.
+		leaveCtx, cancelLeave := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		b.coord.leave(leaveCtx)
+		cancelLeave()
 	}
 	for _, in := range b.opts.Instances {
 		if c, ok := in.Poller.(Closer); ok {
@@ -378,6 +531,25 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 	}
 	b.log.Info().Msg("bridge stopped")
+	return nil
+}
+
+// drain waits for pending events' acks. With scale-out it waits for the
+// tracker's pending events only: the publisher may also hold events of jobs
+// whose shard moved away, which are never sent (see publishGate).
+func (b *Bridge) drain(ctx context.Context) error {
+	if b.coord == nil {
+		return b.pub.Drain(ctx)
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for b.tracker.Pending() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d events still unacknowledged: %w", b.tracker.Pending(), ctx.Err())
+		case <-t.C:
+		}
+	}
 	return nil
 }
 
@@ -433,30 +605,185 @@ func (b *Bridge) applyRegistryEntry(ctx context.Context, e jetstream.KeyValueEnt
 		b.log.Warn().Err(err).Msg("ignoring a registry key jobbridge did not write")
 		return
 	}
+	key := e.Key()
+	sh := shardOfKey(key, b.nshards)
 	if e.Operation() != jetstream.KeyValuePut {
-		if b.sched.remove(job) {
+		b.wmu.Lock()
+		delete(b.watches, key)
+		delete(b.byShard[sh], key)
+		// A single replica owns every job, also before its first activation.
+		active := b.active[sh] || b.coord == nil
+		removed := active && b.sched.remove(job)
+		b.wmu.Unlock()
+		if removed {
 			b.metrics.watches.WithLabelValues(job.Vendor, job.Instance).Dec()
 			b.log.Info().Str("job", job.String()).Msg("watch removed")
 		}
-		b.tracker.Forget(job)
-		if err := b.snap.forget(ctx, job); err != nil {
-			b.log.Warn().Err(err).Msg("watch removed")
+		// Only the shard's owner clears its record (without scale-out: this
+		// bridge); a replica taking the shard later finds no watch for it.
+		if active {
+			b.tracker.Forget(job)
+			if err := b.snap.forget(ctx, job); err != nil {
+				b.log.Warn().Err(err).Msg("watch removed")
+			}
 		}
 		return
 	}
-	var w Watch
-	if err := json.Unmarshal(e.Value(), &w); err != nil {
+	w := &Watch{}
+	if err := json.Unmarshal(e.Value(), w); err != nil {
 		b.log.Warn().Err(err).Str("key", e.Key()).Msg("ignoring a corrupt watch registration; remove it with 'jobbridge watch rm'")
 		return
 	}
-	known, created := b.sched.add(w)
+	b.intern(w)
+	b.wmu.Lock()
+	b.watches[key] = w
+	b.byShard[sh][key] = struct{}{}
+	if b.active[sh] {
+		b.schedAddLocked(key, w)
+	}
+	b.wmu.Unlock()
+}
+
+// intern replaces a decoded watch's vendor, instance and origin with the
+// configuration's strings: with 100k watches, a copy of each per job is
+// measurable memory.
+func (b *Bridge) intern(w *Watch) {
+	if in, ok := b.sched.instance(w.Vendor, w.Instance); ok {
+		w.Vendor, w.Instance = in.Vendor, in.Name
+	}
+	for _, o := range [...]string{"config", "api", "cli", "discovery"} {
+		if w.Origin == o {
+			w.Origin = o
+			break
+		}
+	}
+}
+
+// schedAddLocked puts a watch in the scheduler; b.wmu is held.
+func (b *Bridge) schedAddLocked(key string, w *Watch) {
+	known, created := b.sched.add(w, key)
 	if !known {
-		b.log.Warn().Str("job", job.String()).Msg("watch names a vendor instance this bridge has no configuration for; add the instance to the config file")
+		b.log.Warn().Str("job", w.Ref().String()).Msg("watch names a vendor instance this bridge has no configuration for; add the instance to the config file")
 		return
 	}
 	if created {
-		b.metrics.watches.WithLabelValues(job.Vendor, job.Instance).Inc()
+		b.metrics.watches.WithLabelValues(w.Vendor, w.Instance).Inc()
 	}
+}
+
+// activate starts polling the jobs of shards whose state is loaded.
+func (b *Bridge) activate(shards []int) {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	for _, sh := range shards {
+		b.active[sh] = true
+		for key := range b.byShard[sh] {
+			b.schedAddLocked(key, b.watches[key])
+		}
+	}
+}
+
+// deactivate stops polling the jobs of shards (a poll in flight finishes,
+// its result dropped once the shard is not owned).
+func (b *Bridge) deactivate(shards []int) {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	for _, sh := range shards {
+		b.active[sh] = false
+		for key := range b.byShard[sh] {
+			w := b.watches[key]
+			if b.sched.remove(w.Ref()) {
+				b.metrics.watches.WithLabelValues(w.Vendor, w.Instance).Dec()
+			}
+		}
+	}
+}
+
+// acquireShards loads the state of shards this replica just leased and
+// starts polling their jobs. A load that fails is retried a few times;
+// polling on partial state could reuse sequence numbers, so until then the
+// shards stay idle (their leases renewed), and after that they are handed
+// back so that another replica can try.
+func (b *Bridge) acquireShards(ctx context.Context, shards []int) {
+	for attempt := 0; attempt <= 3; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+			}
+		}
+		st, err := b.snap.loadShards(ctx, b.subjects, shards)
+		if err == nil {
+			b.activate(shards)
+			b.log.Info().Ints("shards", shards).Int("records", st.Records).Int("replayed", st.Replayed).Int("applied", st.Applied).
+				Uint64("checkpoint", st.Checkpoint).Dur("took", st.Took).Msg("shards taken: state loaded, polling their jobs")
+			return
+		}
+		if attempt == 0 {
+			b.log.Error().Err(err).Ints("shards", shards).Msg("cannot load the state of acquired shards; retrying")
+		}
+	}
+	b.coord.handBack(ctx, shards, "state could not be loaded")
+}
+
+// quiesceShards stops polling shards about to be handed over. graceful
+// also waits (briefly) for their events' acks and writes their records; a
+// shard whose events are not all acknowledged by then is polled again and
+// returned: handing it over now could let its last event land after the
+// new owner read the stream.
+func (b *Bridge) quiesceShards(ctx context.Context, shards []int, graceful bool) (unsettled []int) {
+	b.deactivate(shards)
+	if !graceful {
+		return nil
+	}
+	wait, cancel := context.WithTimeout(ctx, min(2*time.Second, b.opts.Cluster.LeaseTTL/4))
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !b.tracker.settledWhere(b.shardSet(shards)) && wait.Err() == nil {
+		select {
+		case <-wait.Done():
+		case <-t.C:
+		}
+	}
+	if wait.Err() != nil {
+		var settled []int
+		for _, s := range shards {
+			if b.tracker.settledWhere(b.shardSet([]int{s})) {
+				settled = append(settled, s)
+			} else {
+				unsettled = append(unsettled, s)
+			}
+		}
+		b.activate(unsettled)
+		shards = settled
+	}
+	if len(shards) > 0 {
+		if err := b.snap.flush(ctx); err != nil {
+			b.log.Warn().Err(err).Msg("snapshot before a hand-over incomplete; the new owner replays the stream")
+		}
+	}
+	return unsettled
+}
+
+// dropShards forgets the records of shards handed over.
+func (b *Bridge) dropShards(shards []int) {
+	b.tracker.dropWhere(b.shardSet(shards))
+	b.snap.dropShards(shards)
+}
+
+func (b *Bridge) shardSet(shards []int) func(key string) bool {
+	in := make([]bool, b.nshards)
+	for _, s := range shards {
+		in[s] = true
+	}
+	return func(key string) bool { return in[shardOfKey(key, b.nshards)] }
+}
+
+// localJobs counts the jobs this replica polls.
+func (b *Bridge) localJobs() int {
+	return b.sched.size()
 }
 
 // pruneUnwatched drops tracker records of jobs no longer watched (left over
@@ -483,8 +810,22 @@ func (b *Bridge) pruneUnwatched() {
 
 // Hint asks for an immediate poll of a job (a push notification named it).
 // It reports whether the job is watched.
-func (b *Bridge) Hint(job JobRef) bool {
-	ok := b.sched != nil && b.sched.hint(job)
+func (b *Bridge) Hint(job JobRef) bool { return b.HintVia(job, "") }
+
+// HintVia is Hint from a push channel. The caller marks its own poller
+// (ViaMarker) for a job polled here; when another replica polls the job,
+// via travels with the forwarded hint and that replica marks its poller.
+func (b *Bridge) HintVia(job JobRef, via Detection) bool {
+	ok := b.sched.hint(job)
+	if !ok && b.coord != nil {
+		// Another replica polls it: pass the hint on.
+		b.wmu.Lock()
+		_, ok = b.watches[job.Key()]
+		b.wmu.Unlock()
+		if ok {
+			b.forward("hint", job, via)
+		}
+	}
 	b.metrics.hints.WithLabelValues(job.Vendor, boolLabel(ok)).Inc()
 	return ok
 }
@@ -492,10 +833,12 @@ func (b *Bridge) Hint(job JobRef) bool {
 // Reconcile polls every watched job of one instance now: after a push
 // channel reconnects, messages sent while it was down are gone.
 func (b *Bridge) Reconcile(vendor, instance string) int {
-	if b.sched == nil {
-		return 0
+	n := b.sched.hintInstance(vendor, instance)
+	if b.coord != nil {
+		b.forward("reconcile", JobRef{Vendor: vendor, Instance: instance}, "")
+		n = len(b.WatchesOf(vendor, instance))
 	}
-	return b.sched.hintInstance(vendor, instance)
+	return n
 }
 
 // expire ends the watch of a job whose retention after its terminal event
@@ -513,18 +856,18 @@ func (b *Bridge) expire(e *entry) {
 	b.sched.remove(e.job)
 }
 
-func (b *Bridge) labelsFor(e *entry) map[string]string {
+func (b *Bridge) labelsFor(e *entry, w *Watch) map[string]string {
 	if len(e.inst.Labels) == 0 {
-		return e.watch.Labels
+		return w.Labels
 	}
-	if len(e.watch.Labels) == 0 {
+	if len(w.Labels) == 0 {
 		return e.inst.Labels
 	}
-	out := make(map[string]string, len(e.inst.Labels)+len(e.watch.Labels))
+	out := make(map[string]string, len(e.inst.Labels)+len(w.Labels))
 	for k, v := range e.inst.Labels {
 		out[k] = v
 	}
-	for k, v := range e.watch.Labels {
+	for k, v := range w.Labels {
 		out[k] = v
 	}
 	return out
@@ -532,6 +875,9 @@ func (b *Bridge) labelsFor(e *entry) map[string]string {
 
 // pollEntry polls one job and publishes what changed.
 func (b *Bridge) pollEntry(ctx context.Context, e *entry) pollResult {
+	// A fenced shard (lease not renewed in time) is still polled: what it
+	// detects is held by the publisher's gate (publishGate) and goes out if the
+	// lease turns out to be still ours, as events do while NATS is down.
 	job := e.job
 	start := time.Now()
 	obs, err := e.inst.Poller.Poll(ctx, job)
@@ -547,10 +893,11 @@ func (b *Bridge) pollEntry(ctx context.Context, e *entry) pollResult {
 	e.notFoundStreak = 0
 	e.firstNotFound = time.Time{}
 
-	labels := b.labelsFor(e)
+	w := e.watch.Load()
+	labels := b.labelsFor(e, w)
 	stalled := b.opts.Schedule.StalledAfter
-	if e.watch.StalledAfter > 0 {
-		stalled = time.Duration(e.watch.StalledAfter)
+	if w.StalledAfter > 0 {
+		stalled = time.Duration(w.StalledAfter)
 	}
 	// A job is finished for polling only when its tasks are too: a task may
 	// still be running when the job's own status turns terminal.
@@ -565,7 +912,7 @@ func (b *Bridge) pollEntry(ctx context.Context, e *entry) pollResult {
 		t := &obs.Tasks[i]
 		changes = append(changes, b.tracker.Detect(t, DetectOptions{Labels: labels})...)
 	}
-	if d := e.watch.Deadline; d != nil && !obs.State.Terminal() && start.After(*d) {
+	if d := w.Deadline; d != nil && !obs.State.Terminal() && start.After(*d) {
 		if c, ok := b.tracker.Synthetic(job, KindDeadlineMissed, start, labels); ok {
 			c.Deadline = *d
 			changes = append(changes, c)
@@ -661,7 +1008,7 @@ func (b *Bridge) pollFailed(ctx context.Context, e *entry, err error) pollResult
 		_, known := b.tracker.Committed(job)
 		// Two answers in a row, so one bad gateway reply does not end a watch.
 		if (known || e.seen) && e.notFoundStreak >= 2 || now.Sub(e.firstNotFound) >= b.schedNotFoundGrace() {
-			if c, ok := b.tracker.Synthetic(job, KindVanished, now, b.labelsFor(e)); ok {
+			if c, ok := b.tracker.Synthetic(job, KindVanished, now, b.labelsFor(e, e.watch.Load())); ok {
 				if err := b.submit(ctx, &c); err != nil {
 					return res
 				}
@@ -748,9 +1095,16 @@ func (b *Bridge) discoverLoop(ctx context.Context, in Instance, d Discoverer) {
 
 // WatchesOf returns the current watches of one instance (a snapshot), for
 // notifiers that subscribe per job.
+// With scale-out it lists the jobs of every replica: the replica holding
+// an HMC's push session subscribes for all of them.
 func (b *Bridge) WatchesOf(vendor, instance string) []Watch {
-	if b.sched == nil {
-		return nil
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	var out []Watch
+	for _, w := range b.watches {
+		if w.Vendor == vendor && w.Instance == instance {
+			out = append(out, *w)
+		}
 	}
-	return b.sched.watchesOf(vendor, instance)
+	return out
 }

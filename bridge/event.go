@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -155,6 +157,13 @@ type Event struct {
 	ObservedAt  time.Time
 	Msg         *nats.Msg
 
+	// wire holds what Msg points to and its header values: one allocation
+	// per event instead of three.
+	wire struct {
+		msg  nats.Msg
+		vals [6]string
+	}
+
 	// Publisher bookkeeping: send attempts and the checkpoint floor (see
 	// Publisher.Checkpoint), set when first sent.
 	attempts int
@@ -231,6 +240,56 @@ type EncoderOptions struct {
 // Encoder turns Changes into Events. It is safe for concurrent use.
 type Encoder struct {
 	opts EncoderOptions
+	// types holds every event type string, built once: concatenating it per
+	// event was an allocation on the publish path.
+	types map[typeKey]string
+	// sources caches Source per vendor instance (a handful per bridge).
+	sourcesMu sync.RWMutex
+	sources   map[[2]string]string
+	// scratch holds buffers an event is written into before it is copied
+	// out at its exact size: a buffer sized by estimate had to be zeroed
+	// and was mostly slack (about a fifth of Encode's time).
+	scratch sync.Pool
+}
+
+// maxScratch bounds the buffers kept for reuse; a rare huge raw payload
+// does not pin its buffer.
+const maxScratch = 64 << 10
+
+type typeKey struct {
+	kind  EventKind
+	task  bool
+	state State
+}
+
+func (e *Encoder) eventType(kind EventKind, task bool, state State) string {
+	k := typeKey{kind, task, state}
+	if kind == KindTransition || kind == "" {
+		k.kind = KindTransition
+	} else {
+		k.state = ""
+	}
+	if t, ok := e.types[k]; ok {
+		return t
+	}
+	return EventType(kind, task, state)
+}
+
+func (e *Encoder) source(vendor, instance string) string {
+	k := [2]string{vendor, instance}
+	e.sourcesMu.RLock()
+	src, ok := e.sources[k]
+	e.sourcesMu.RUnlock()
+	if ok {
+		return src
+	}
+	src = Source(vendor, instance)
+	e.sourcesMu.Lock()
+	if len(e.sources) < 4096 { // instances are few; a bound keeps a bug from growing it
+		e.sources[k] = src
+	}
+	e.sourcesMu.Unlock()
+	return src
 }
 
 // NewEncoder checks the options and returns an Encoder.
@@ -250,7 +309,16 @@ func NewEncoder(opts EncoderOptions) (*Encoder, error) {
 			return nil, fmt.Errorf("extension name %q breaks the CloudEvents naming rule", n)
 		}
 	}
-	return &Encoder{opts: opts}, nil
+	enc := &Encoder{opts: opts, types: make(map[typeKey]string), sources: make(map[[2]string]string)}
+	for _, task := range []bool{false, true} {
+		for _, st := range States {
+			enc.types[typeKey{KindTransition, task, st}] = EventType(KindTransition, task, st)
+		}
+		for _, k := range []EventKind{KindProgress, KindVanished, KindStalled, KindDeadlineMissed} {
+			enc.types[typeKey{k, task, ""}] = EventType(k, task, "")
+		}
+	}
+	return enc, nil
 }
 
 // Source is the CloudEvents source of events about one vendor instance.
@@ -267,41 +335,38 @@ func EventID(source string, job JobRef, kind EventKind, seq, prevFP, fp, progFP 
 }
 
 func eventID(source, jobKey string, kind EventKind, seq, prevFP, fp, progFP uint64) string {
-	h := sha256.New()
-	var num [8]byte
-	put := func(v uint64) {
-		for i := range num {
-			num[i] = byte(v >> (56 - 8*i))
-		}
-		h.Write(num[:])
+	// The input is assembled in a stack buffer and hashed in one call: the
+	// hash.Hash interface and Sum(nil) allocated on every event.
+	var stack [512]byte
+	in := stack[:0]
+	in = append(in, source...)
+	in = append(in, 0)
+	in = append(in, jobKey...)
+	in = append(in, 0)
+	in = append(in, kind...)
+	in = append(in, 0)
+	for _, v := range [4]uint64{seq, prevFP, fp, progFP} {
+		in = binary.BigEndian.AppendUint64(in, v)
 	}
-	h.Write([]byte(source))
-	h.Write([]byte{0})
-	h.Write([]byte(jobKey))
-	h.Write([]byte{0})
-	h.Write([]byte(kind))
-	h.Write([]byte{0})
-	put(seq)
-	put(prevFP)
-	put(fp)
-	put(progFP)
-	sum := h.Sum(nil)
-	return hex.EncodeToString(sum[:16])
+	sum := sha256.Sum256(in)
+	var out [32]byte
+	hex.Encode(out[:], sum[:16])
+	return string(out[:])
 }
 
 // FormatSequence writes a sequence so that string order is numeric order.
 func FormatSequence(seq uint64) string {
-	const width = 20
-	s := strconv.FormatUint(seq, 10)
-	if len(s) >= width {
-		return s
+	return string(appendSequence(make([]byte, 0, 20), seq))
+}
+
+// appendSequence appends seq zero-padded to 20 digits (every uint64 fits).
+func appendSequence(b []byte, seq uint64) []byte {
+	var digits [20]byte
+	for i := len(digits) - 1; i >= 0; i-- {
+		digits[i] = byte('0' + seq%10)
+		seq /= 10
 	}
-	b := make([]byte, width)
-	for i := range b[:width-len(s)] {
-		b[i] = '0'
-	}
-	copy(b[width-len(s):], s)
-	return string(b)
+	return append(b, digits[:]...)
 }
 
 // Encode builds, validates and encodes the CloudEvent for c.
@@ -326,8 +391,8 @@ func (e *Encoder) Encode(c *Change) (*Event, error) {
 	if key == "" {
 		key = job.Key()
 	}
-	source := Source(job.Vendor, job.Instance)
-	typ := EventType(c.Kind, job.Task != "", state)
+	source := e.source(job.Vendor, job.Instance)
+	typ := e.eventType(c.Kind, job.Task != "", state)
 	id := eventID(source, key, c.Kind, c.Seq, c.PreviousFP, c.Fingerprint, c.ProgressFP)
 
 	data := EventData{
@@ -360,40 +425,65 @@ func (e *Encoder) Encode(c *Change) (*Event, error) {
 		t := c.Deadline.UTC()
 		data.Deadline = &t
 	}
-	e.attachRaw(&data, c.Obs.Raw)
+	e.attachRaw(&data, c.Obs.Raw, c.Obs.RawJSON)
 
 	env := envelope{
 		id: id, source: source, typ: typ, subject: subjectAttr(job), time: data.DetectedAt,
-		sequence: FormatSequence(c.Seq), vendor: job.Vendor, instance: job.Instance,
+		sequence: c.Seq, vendor: job.Vendor, instance: job.Instance,
 		state: string(state), partitionKey: key,
 	}
 
 	subject := e.opts.Subjects.For(job, EventToken(c.Kind, state))
-	msg := &nats.Msg{Subject: subject, Header: make(nats.Header, 8)}
-	msg.Header[HeaderSequence] = []string{strconv.FormatUint(c.Seq, 10)}
-	msg.Header[HeaderFingerprint] = []string{strconv.FormatUint(c.Fingerprint, 16) + "/" + strconv.FormatUint(c.ProgressFP, 16)}
-	msg.Header[HeaderKind] = []string{string(c.Kind)}
-	msg.Header[HeaderState] = []string{string(state)}
-	if c.Obs.Native != "" {
-		msg.Header[HeaderNative] = []string{percentEncode(c.Obs.Native)}
-	}
-	// One buffer, sized once: the envelope and data are written straight
-	// into it (the raw payload dominates the size).
-	size := 448 + len(data.Raw) + len(data.RawText) + len(job.ID)*2
-	if e.opts.Mode == WireBinary {
-		msg.Data = appendData(make([]byte, 0, size), &data)
-		env.setBinaryHeaders(msg.Header)
-	} else {
-		b := env.appendStructuredPrefix(make([]byte, 0, size+512))
-		b = appendData(b, &data)
-		msg.Data = append(b, '}')
-		msg.Header["Content-Type"] = []string{StructuredMediaType}
-	}
-	return &Event{
+	ev := &Event{
 		Key: key, ID: id, Type: typ, Subject: subject, Job: job, Kind: c.Kind, State: state,
 		Native: c.Obs.Native, Seq: c.Seq, Fingerprint: c.Fingerprint, ProgressFP: c.ProgressFP,
-		Terminal: state.Terminal(), ObservedAt: c.Obs.ObservedAt, Msg: msg,
-	}, nil
+		Terminal: state.Terminal(), ObservedAt: c.Obs.ObservedAt,
+	}
+	msg := &ev.wire.msg
+	msg.Subject, msg.Header = subject, make(nats.Header, 8)
+	ev.Msg = msg
+	// The header values share one backing array and the two numbers one
+	// string: a slice and a string per header showed in the allocation profile.
+	vals := ev.wire.vals[:]
+	var numBuf [48]byte
+	nums := strconv.AppendUint(numBuf[:0], c.Seq, 10)
+	seqLen := len(nums)
+	nums = strconv.AppendUint(nums, c.Fingerprint, 16)
+	nums = append(nums, '/')
+	nums = strconv.AppendUint(nums, c.ProgressFP, 16)
+	numStr := string(nums)
+	vals[0], vals[1], vals[2], vals[3] = numStr[:seqLen], numStr[seqLen:], string(c.Kind), string(state)
+	msg.Header[HeaderSequence] = vals[0:1:1]
+	msg.Header[HeaderFingerprint] = vals[1:2:2]
+	msg.Header[HeaderKind] = vals[2:3:3]
+	msg.Header[HeaderState] = vals[3:4:4]
+	if c.Obs.Native != "" {
+		vals[4] = percentEncode(c.Obs.Native)
+		msg.Header[HeaderNative] = vals[4:5:5]
+	}
+	bp, _ := e.scratch.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	b := (*bp)[:0]
+	if e.opts.Mode == WireBinary {
+		b = appendData(b, &data)
+		env.setBinaryHeaders(msg.Header)
+	} else {
+		b = env.appendStructuredPrefix(b)
+		b = appendData(b, &data)
+		b = append(b, '}')
+		vals[5] = StructuredMediaType
+		msg.Header["Content-Type"] = vals[5:6:6]
+	}
+	// A copy at the exact size: append into nil does not zero what it
+	// copies over, unlike make.
+	msg.Data = append([]byte(nil), b...)
+	if cap(b) <= maxScratch {
+		*bp = b[:0]
+		e.scratch.Put(bp)
+	}
+	return ev, nil
 }
 
 // subjectAttr is the CloudEvents subject: the vendor job id (and task).
@@ -404,13 +494,17 @@ func subjectAttr(job JobRef) string {
 	return job.ID
 }
 
-func (e *Encoder) attachRaw(d *EventData, raw []byte) {
+// attachRaw carries raw as JSON when it is valid JSON and UTF-8 within the
+// cap, else as capped text. rawIsJSON skips re-checking the syntax of a
+// payload that encoding/json already parsed whole (it accepts invalid UTF-8,
+// so that is still checked).
+func (e *Encoder) attachRaw(d *EventData, raw []byte, rawIsJSON bool) {
 	if len(raw) == 0 || e.opts.RawCap <= 0 {
 		return
 	}
 	d.RawBytes = len(raw)
 	// Invalid UTF-8 passes json.Valid but would make the body invalid.
-	if len(raw) <= e.opts.RawCap && utf8.Valid(raw) && json.Valid(raw) {
+	if len(raw) <= e.opts.RawCap && utf8.Valid(raw) && (rawIsJSON || json.Valid(raw)) {
 		d.Raw = json.RawMessage(raw)
 		return
 	}
@@ -436,7 +530,7 @@ func (e *Encoder) attachRaw(d *EventData, raw []byte) {
 type envelope struct {
 	id, source, typ, subject string
 	time                     time.Time
-	sequence                 string
+	sequence                 uint64
 	vendor, instance, state  string
 	partitionKey             string
 }
@@ -455,7 +549,7 @@ func (e *envelope) appendStructuredPrefix(b []byte) []byte {
 	b = append(b, `,"time":"`...)
 	b = e.time.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","datacontenttype":"`+DataMediaType+`","dataschema":"`+DataSchemaURI+`","`+ExtSequence+`":"`...)
-	b = append(b, e.sequence...)
+	b = appendSequence(b, e.sequence)
 	b = append(b, `","`+ExtVendor+`":`...)
 	b = appendJSONString(b, e.vendor)
 	b = append(b, `,"`+ExtInstance+`":`...)
@@ -478,7 +572,7 @@ func (e *envelope) setBinaryHeaders(h nats.Header) {
 	h["ce-time"] = []string{e.time.UTC().Format(time.RFC3339Nano)}
 	h["ce-dataschema"] = []string{percentEncode(DataSchemaURI)}
 	h["ce-datacontenttype"] = []string{percentEncode(DataMediaType)}
-	h["ce-"+ExtSequence] = []string{e.sequence}
+	h["ce-"+ExtSequence] = []string{FormatSequence(e.sequence)}
 	h["ce-"+ExtVendor] = []string{percentEncode(e.vendor)}
 	h["ce-"+ExtInstance] = []string{percentEncode(e.instance)}
 	h["ce-"+ExtState] = []string{percentEncode(e.state)}
@@ -486,6 +580,15 @@ func (e *envelope) setBinaryHeaders(h nats.Header) {
 }
 
 const lowerHex = "0123456789abcdef"
+
+// jsonSafeASCII marks the ASCII bytes appendJSONString copies as they are: one
+// table lookup per byte instead of six comparisons on the publish path.
+var jsonSafeASCII = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
 
 // appendJSONString writes s as a JSON string; it escapes what encoding/json
 // escapes (including <, >, & and U+2028/2029) so both encoders agree.
@@ -495,7 +598,7 @@ func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if jsonSafeASCII[c] {
 				i++
 				continue
 			}

@@ -47,6 +47,15 @@ const (
 	DetectedBySSE   Detection = "sse"
 )
 
+// ViaMarker is implemented by a Poller that can report how the next poll
+// of a job was caused (the HMC push wrapper). With scale-out, a push hint
+// that another replica polls reaches it with the detection, and that
+// replica marks its poller before polling, so the event's detectedBy is
+// the push channel and not "poll".
+type ViaMarker interface {
+	Mark(job JobRef, via Detection)
+}
+
 // JobRef names one watched job. Vendor and Instance come from configuration,
 // ID from the vendor (and so from outside: it may hold any byte). Task is set
 // only for a vendor sub-job tracked on its own (a Huawei task, say).
@@ -133,6 +142,10 @@ type Observation struct {
 	Progress *Progress
 	// Raw is the vendor payload as received; the event carries it capped.
 	Raw []byte
+	// RawJSON tells that Raw is one complete JSON value: the poller parsed
+	// all of it with encoding/json. The encoder then skips re-validating it
+	// (a sixth of its cost); leave it false when in doubt.
+	RawJSON bool
 	// Tasks are sub-jobs observed in the same payload; each is tracked on its
 	// own under Job with Task set.
 	Tasks []Observation

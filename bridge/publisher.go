@@ -68,7 +68,10 @@ func (p *Publisher) JetStreamOptions() []jetstream.JetStreamOpt {
 // sends the job's next one (or the next ready job) from the callback itself,
 // so the steady state has no goroutine hand-offs and no timer per message.
 type Publisher struct {
-	js      jetstream.JetStream
+	js jetstream.JetStream
+	// gate, when set (scale-out), may refuse an event before it is sent:
+	// errFenced holds it for a retry, errStale abandons it.
+	gate    func(ev *Event) error
 	tracker *Tracker
 	opts    PublisherOptions
 	log     zerolog.Logger
@@ -91,7 +94,11 @@ type Publisher struct {
 
 	highAcked atomic.Uint64
 	failing   atomic.Int64 // consecutive failed sends, for health and logs
-	lastWarn  atomic.Int64 // unix nanos of the last rate-limited warning
+	// fenced counts sends held back while a scale-out lease was not
+	// current; abandoned counts events given up because their job's shard
+	// moved to another replica.
+	fenced, abandoned atomic.Int64
+	lastWarn          atomic.Int64 // unix nanos of the last rate-limited warning
 }
 
 // NewPublisher returns a publisher. js must have been created with
@@ -157,14 +164,54 @@ func (p *Publisher) sendLocked(ev *Event) {
 		ev.floor = p.highAcked.Load() + 1
 	}
 	ev.attempts++
-	// A fresh message per attempt: nats.go sets Reply on the one it sends
-	// and refuses a message whose Reply is already set.
-	msg := &nats.Msg{Subject: ev.Msg.Subject, Header: ev.Msg.Header, Data: ev.Msg.Data}
-	p.inFlight[msg] = ev
-	if _, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.ID)); err != nil {
-		delete(p.inFlight, msg)
-		p.retryLocked(ev, err)
+	// The first attempt sends the encoded message itself; a resend needs a
+	// fresh one, because nats.go sets Reply on what it sends and refuses a
+	// message whose Reply is already set.
+	msg := ev.Msg
+	if ev.attempts > 1 || msg.Reply != "" {
+		msg = &nats.Msg{Subject: ev.Msg.Subject, Header: ev.Msg.Header, Data: ev.Msg.Data}
 	}
+	var err error
+	if p.gate != nil {
+		err = p.gate(ev)
+	}
+	if err == nil {
+		p.inFlight[msg] = ev
+		if _, err = p.js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.ID)); err != nil {
+			delete(p.inFlight, msg)
+		}
+	}
+	if err != nil {
+		switch {
+		case errors.Is(err, errStale):
+			p.abandonLocked(ev)
+		case errors.Is(err, errFenced):
+			// Not a NATS failure: the lease is being renewed or the shard
+			// moves away. Retry quietly; once the shard is dropped the event
+			// is stale and abandoned, once renewed it goes out.
+			p.fenced.Add(1)
+			p.scheduleLocked(ev, min(p.opts.Retry.Delay(ev.attempts-1), fencedRetry))
+		default:
+			p.retryLocked(ev, err)
+		}
+	}
+}
+
+// abandonLocked gives up an event the tracker no longer holds (its job's
+// shard moved to another replica, which re-detects and publishes with the
+// same ids): it frees its slot and lets the next ready job use the
+// in-flight room. p.mu is held.
+func (p *Publisher) abandonLocked(ev *Event) {
+	p.abandoned.Add(1)
+	<-p.slots
+	p.metrics.pending.Dec()
+	if p.stopped || len(p.ready) == 0 {
+		return
+	}
+	next := p.ready[0]
+	p.ready[0] = nil
+	p.ready = p.ready[1:]
+	p.sendLocked(next)
 }
 
 func (p *Publisher) onAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.PubAck) {
@@ -231,10 +278,19 @@ func (p *Publisher) retryLocked(ev *Event, err error) {
 	p.failing.Add(1)
 	p.metrics.publishFailures.Inc()
 	p.warnRateLimited(err, ev)
+	p.scheduleLocked(ev, p.opts.Retry.Delay(ev.attempts-1))
+}
+
+// fencedRetry bounds the wait of an event held by a lease being renewed
+// (renewals come every quarter of the lease TTL).
+const fencedRetry = 250 * time.Millisecond
+
+// scheduleLocked resends ev after d; it keeps its slot.
+func (p *Publisher) scheduleLocked(ev *Event, d time.Duration) {
 	if p.stopped {
 		return
 	}
-	p.backoffs[ev] = time.AfterFunc(p.opts.Retry.Delay(ev.attempts-1), func() {
+	p.backoffs[ev] = time.AfterFunc(d, func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if _, ok := p.backoffs[ev]; !ok || p.stopped {
@@ -289,8 +345,11 @@ func (p *Publisher) warnRateLimited(err error, ev *Event) {
 	if now-last < int64(10*time.Second) || !p.lastWarn.CompareAndSwap(last, now) {
 		return
 	}
-	hint := "check that NATS is reachable"
-	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+	hint := "check that NATS is reachable and that its JetStream store has room (nats-server logs a full or unwritable store)"
+	switch {
+	case storeFull(err):
+		hint = "the NATS server's JetStream store is full or failing: free space under its store directory or raise its limits"
+	case errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders):
 		hint = "no stream takes this subject: let jobbridge manage the stream (stream.manage: true) or create it as deploy/nats describes"
 	}
 	p.log.Warn().Err(err).Str("job", ev.Job.String()).Int("pending", p.Pending()).
@@ -310,6 +369,21 @@ func (p *Publisher) Drain(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// storeFull tells the JetStream errors of a full or failing store (codes
+// from nats-server's errors.json: insufficient resources, storage resources
+// exceeded, stream store failed).
+func storeFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case 10023, 10047, 10077:
+		return true
+	}
+	return false
 }
 
 func boolLabel(b bool) string {

@@ -2,14 +2,14 @@ package bridge
 
 import (
 	"container/heap"
-
 	"context"
-	"github.com/prometheus/client_golang/prometheus"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jobbridge/jobbridge/bridge/backoff"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ScheduleOptions shape when jobs are polled.
@@ -83,10 +83,12 @@ const (
 )
 
 type entry struct {
-	job   JobRef
-	key   string
-	inst  *instState
-	watch Watch
+	job  JobRef
+	key  string
+	inst *instState
+	// watch is shared with the bridge's registry view (one copy per job,
+	// not two); an update swaps the pointer while a poll may read it.
+	watch atomic.Pointer[Watch]
 
 	due   time.Time
 	idx   int
@@ -200,9 +202,15 @@ func (s *scheduler) instance(vendor, name string) (*instState, bool) {
 // add starts watching a job, or updates its options if it is watched. The
 // first poll is due at once, spread by jitter. It reports whether the
 // job's instance is configured and whether the job was new.
-func (s *scheduler) add(w Watch) (known, created bool) {
+//
+// key, when not empty, is the registry's key of the watch: keeping that
+// string instead of an equal one saves a string per job. The key the
+// watch itself names wins if they differ (an entry written by hand).
+func (s *scheduler) add(w *Watch, key string) (known, created bool) {
 	job := w.Ref()
-	key := job.Key()
+	if k := job.Key(); k != key {
+		key = k
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	in, ok := s.insts[[2]string{job.Vendor, job.Instance}]
@@ -210,11 +218,15 @@ func (s *scheduler) add(w Watch) (known, created bool) {
 		return false, false
 	}
 	if e, ok := s.entries[key]; ok {
-		e.watch = w
+		e.watch.Store(w)
 		return true, false
 	}
 	now := s.now()
-	e := &entry{job: job, key: key, inst: in, watch: w, idx: -1, lastChange: now}
+	// The job's names are the instance's strings: one copy per instance,
+	// not per job.
+	job.Vendor, job.Instance = in.Vendor, in.Name
+	e := &entry{job: job, key: key, inst: in, idx: -1, lastChange: now}
+	e.watch.Store(w)
 	// The first poll comes at once, spread over up to a second so that a
 	// start-up with many watches does not hit the vendor all together.
 	e.due = now.Add(time.Duration(rand.Float64() * float64(minDur(time.Second, s.baseInterval(e)))))
@@ -355,8 +367,9 @@ func (s *scheduler) dispatch() time.Duration {
 			return 0 // a finishing worker signals
 		}
 		heap.Pop(&s.heap)
-		s.lag(now.Sub(e.due))
 		if e.inst.running >= e.inst.Concurrency {
+			// Its lag is recorded when its poll starts (finish): a job
+			// waiting for its instance's concurrency is late too.
 			e.phase = phaseQueued
 			e.inst.waiting = append(e.inst.waiting, e)
 			continue
@@ -364,6 +377,7 @@ func (s *scheduler) dispatch() time.Duration {
 		e.inst.running++
 		e.phase = phaseRunning
 		s.busy++
+		s.lag(now.Sub(e.due))
 		s.work <- e // never blocks: busy < Workers == cap(work)
 	}
 	return 0
@@ -403,6 +417,7 @@ func (s *scheduler) finish(e *entry, res pollResult) *entry {
 		in.waiting[0] = nil
 		in.waiting = in.waiting[1:]
 		next.phase = phaseRunning
+		s.lag(now.Sub(next.due))
 		return next
 	}
 	in.running--
@@ -459,8 +474,8 @@ func (s *scheduler) reschedule(e *entry, res pollResult, now time.Time) {
 }
 
 func (s *scheduler) baseInterval(e *entry) time.Duration {
-	if e.watch.Interval > 0 {
-		return time.Duration(e.watch.Interval)
+	if w := e.watch.Load(); w.Interval > 0 {
+		return time.Duration(w.Interval)
 	}
 	if e.inst.Interval > 0 {
 		return e.inst.Interval
@@ -491,6 +506,15 @@ func maxDur(a, b time.Duration) time.Duration {
 }
 
 // watched reports whether a job key is watched.
+// poller returns an instance's poller (nil if none); insts is fixed at
+// construction, so no lock is needed.
+func (s *scheduler) poller(vendor, instance string) Poller {
+	if in := s.insts[[2]string{vendor, instance}]; in != nil {
+		return in.Poller
+	}
+	return nil
+}
+
 func (s *scheduler) watched(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -505,19 +529,6 @@ func (s *scheduler) keys() map[string]struct{} {
 	out := make(map[string]struct{}, len(s.entries))
 	for k := range s.entries {
 		out[k] = struct{}{}
-	}
-	return out
-}
-
-// watchesOf returns the watches of one instance.
-func (s *scheduler) watchesOf(vendor, instance string) []Watch {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []Watch
-	for _, e := range s.entries {
-		if e.job.Vendor == vendor && e.job.Instance == instance {
-			out = append(out, e.watch)
-		}
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -20,6 +21,10 @@ import (
 // WatchSubjectPrefix prefixes the watch API's request subjects:
 // jobbridge.watch.add, .remove, .get, .list.
 const WatchSubjectPrefix = "jobbridge.watch"
+
+// errNotUTF8 refuses a request with bytes that are not UTF-8: encoding/json
+// would replace them with U+FFFD and act on another job id than meant.
+const errNotUTF8 = "request is not UTF-8 JSON: send job ids as UTF-8 text"
 
 // MaxWatchRequestBytes bounds a watch API request body.
 const MaxWatchRequestBytes = 64 << 10
@@ -83,6 +88,10 @@ func StartWatchService(nc *nats.Conn, name, version string, reg *Registry, check
 			defer cancel()
 			if len(r.Data()) > MaxWatchRequestBytes {
 				_ = r.Error("413", fmt.Sprintf("request is %d bytes; at most %d are accepted", len(r.Data()), MaxWatchRequestBytes), nil)
+				return
+			}
+			if !utf8.Valid(r.Data()) {
+				_ = r.Error("400", errNotUTF8, nil)
 				return
 			}
 			h(ctx, r)

@@ -553,14 +553,17 @@ func bridgeStream(t *testing.T) (jetstream.StreamConfig, map[string]jetstream.St
 	nc := natstest.Connect(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// New alone creates the stream and buckets; nothing runs until Run.
-	if _, err := bridge.New(ctx, bridge.Options{Conn: nc, Stream: bridge.StreamOptions{Manage: true, Storage: jetstream.FileStorage}}); err != nil {
+	// New alone creates the stream and buckets (the lease bucket because
+	// scale-out is on); nothing runs until Run.
+	if _, err := bridge.New(ctx, bridge.Options{Conn: nc, Stream: bridge.StreamOptions{Manage: true, Storage: jetstream.FileStorage},
+		Cluster: bridge.ClusterOptions{Enabled: true, ReplicaID: "deploy-test"}}); err != nil {
 		t.Fatalf("bridge.New with default stream options: %v", err)
 	}
 	js, _ := jetstream.New(nc)
 	return streamConfig(t, js, "JOBS"), map[string]jetstream.StreamConfig{
 		"JOBBRIDGE_STATE":   streamConfig(t, js, "KV_JOBBRIDGE_STATE"),
 		"JOBBRIDGE_WATCHES": streamConfig(t, js, "KV_JOBBRIDGE_WATCHES"),
+		"JOBBRIDGE_LEASES":  streamConfig(t, js, "KV_JOBBRIDGE_LEASES"),
 	}
 }
 
@@ -670,8 +673,8 @@ func TestSetupScriptPreparesAnUnmanagedBridge(t *testing.T) {
 		t.Fatalf("setup.sh: %v\n%s", err, out)
 	}
 	out, err := run("1")
-	if err != nil || strings.Count(out, "left unchanged") != 3 {
-		t.Fatalf("a second run must leave all three alone: %v\n%s", err, out)
+	if err != nil || strings.Count(out, "left unchanged") != 4 {
+		t.Fatalf("a second run must leave the stream and all three buckets alone: %v\n%s", err, out)
 	}
 
 	nc := natstest.Connect(t, srv)
@@ -688,10 +691,14 @@ func TestSetupScriptPreparesAnUnmanagedBridge(t *testing.T) {
 		}
 	}
 
+	// A scale-out replica, so the lease bucket the script made is used too.
 	p := bridgetest.NewPoller()
 	p.Set("42", bridge.StateSucceeded, "Completed")
 	h := bridgetest.StartBridge(t, nc, []bridge.Instance{{Vendor: "fake", Name: "lab", Poller: p}},
-		func(o *bridge.Options) { o.Stream.Manage = false })
+		func(o *bridge.Options) {
+			o.Stream.Manage = false
+			o.Cluster = bridge.ClusterOptions{Enabled: true, ReplicaID: "unmanaged"}
+		})
 	h.Watch("fake", "lab", "42")
 	if got := bridgetest.Summary(h.WaitEvents("42", 1, 10*time.Second)); !slices.Equal(got, []string{"transition:succeeded"}) {
 		t.Errorf("events %v", got)
@@ -765,11 +772,10 @@ func fakeNATS(url string, args []string) int {
 	return 0
 }
 
-// TestAccountsConf starts nats-server with deploy/nats/accounts.conf and
-// runs the real parties under their users: the bridge must work without a
-// single permission error, readers must read the stream and nothing more,
-// and the APPS account gets live events and the watch API.
-func TestAccountsConf(t *testing.T) {
+// startAccountsServer runs nats-server with deploy/nats/accounts.conf, its
+// users' passwords set as the file expects them from the environment.
+func startAccountsServer(t *testing.T) *server.Server {
+	t.Helper()
 	for k, v := range map[string]string{"JOBBRIDGE_NATS_PASSWORD": "bridge-pw", "JOBBRIDGE_READER_PASSWORD": "reader-pw", "APPS_NATS_PASSWORD": "app-pw"} {
 		t.Setenv(k, v)
 	}
@@ -777,16 +783,17 @@ func TestAccountsConf(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s: %v", accountsFile, err)
 	}
-	opts.Host, opts.Port, opts.StoreDir, opts.NoLog, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, t.TempDir(), true, true
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server did not start")
-	}
-	t.Cleanup(srv.Shutdown)
+	// A random port and a store of the test's own, not the file's.
+	opts.Port, opts.StoreDir = 0, t.TempDir()
+	return natstest.StartServer(t, opts)
+}
+
+// TestAccountsConf starts nats-server with deploy/nats/accounts.conf and
+// runs the real parties under their users: the bridge must work without a
+// single permission error, readers must read the stream and nothing more,
+// and the APPS account gets live events and the watch API.
+func TestAccountsConf(t *testing.T) {
+	srv := startAccountsServer(t)
 
 	// Permission errors arrive asynchronously: collect them per user.
 	var mu sync.Mutex

@@ -98,11 +98,10 @@ type Received struct {
 	Data      bridge.EventData
 }
 
-// ReadStream returns every message of the stream in order.
-func ReadStream(tb testing.TB, js jetstream.JetStream, stream string) []Received {
+// openStream opens a stream and reads its state, failing the test if
+// either does not work.
+func openStream(ctx context.Context, tb testing.TB, js jetstream.JetStream, stream string) (jetstream.Stream, *jetstream.StreamInfo) {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		tb.Fatalf("open stream %s: %v", stream, err)
@@ -111,6 +110,15 @@ func ReadStream(tb testing.TB, js jetstream.JetStream, stream string) []Received
 	if err != nil {
 		tb.Fatalf("stream info: %v", err)
 	}
+	return s, info
+}
+
+// ReadStream returns every message of the stream in order.
+func ReadStream(tb testing.TB, js jetstream.JetStream, stream string) []Received {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, info := openStream(ctx, tb, js, stream)
 	if info.State.Msgs == 0 {
 		return nil
 	}
@@ -132,16 +140,21 @@ func ReadStream(tb testing.TB, js jetstream.JetStream, stream string) []Received
 			tb.Fatalf("read stream after %d of %d messages: %v", len(out), info.State.Msgs, err)
 		}
 		md, _ := m.Metadata()
-		r := Received{Subject: m.Subject(), StreamSeq: md.Sequence.Stream, Header: m.Headers(), Body: m.Data()}
-		if err := json.Unmarshal(r.Body, &r.Event); err == nil {
-			if d, ok := r.Event["data"]; ok {
-				raw, _ := json.Marshal(d)
-				_ = json.Unmarshal(raw, &r.Data)
-			}
-		}
-		out = append(out, r)
+		out = append(out, decodeReceived(m.Subject(), md.Sequence.Stream, m.Headers(), m.Data()))
 	}
 	return out
+}
+
+// decodeReceived parses one stored message as far as it is a CloudEvent.
+func decodeReceived(subject string, seq uint64, h nats.Header, body []byte) Received {
+	r := Received{Subject: subject, StreamSeq: seq, Header: h, Body: body}
+	if err := json.Unmarshal(r.Body, &r.Event); err == nil {
+		if d, ok := r.Event["data"]; ok {
+			raw, _ := json.Marshal(d)
+			_ = json.Unmarshal(raw, &r.Data)
+		}
+	}
+	return r
 }
 
 // WaitFor polls cond until it holds or the timeout passes.

@@ -67,6 +67,7 @@ func defaults() *Config {
 		},
 		HTTP:     HTTP{Listen: "127.0.0.1:9090"},
 		WatchAPI: WatchAPI{Enabled: true, ServiceName: "jobbridge-watch"},
+		Cluster:  Cluster{Shards: 64, LeaseBucket: "JOBBRIDGE_LEASES", LeaseTTL: Duration(15 * time.Second)},
 	}
 }
 

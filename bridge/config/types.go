@@ -26,6 +26,9 @@ type Config struct {
 	HTTP HTTP `yaml:"http"`
 	// WatchAPI is the NATS request/reply service that adds and removes watches.
 	WatchAPI WatchAPI `yaml:"watchAPI"`
+	// Cluster lets several replicas share the watched jobs through leases
+	// in a JetStream KV bucket.
+	Cluster Cluster `yaml:"cluster"`
 	// Instances are the vendor systems to poll.
 	Instances []Instance `yaml:"instances"`
 }
@@ -179,6 +182,28 @@ type WatchAPI struct {
 	Enabled bool `yaml:"enabled"`
 	// ServiceName is the NATS micro service name.
 	ServiceName string `yaml:"serviceName"`
+}
+
+// Cluster configures scale-out: several `jobbridge run` replicas on one
+// NATS share the watch space, split in Shards, through leases in
+// LeaseBucket. Every replica of a deployment must use the same Shards,
+// LeaseBucket, stream and buckets.
+type Cluster struct {
+	// Enabled turns leasing on. Off, one process polls every watched job.
+	Enabled bool `yaml:"enabled"`
+	// ReplicaID names this replica in leases and `jobbridge status`; empty
+	// means host name plus a random suffix. Unique per running replica.
+	ReplicaID string `yaml:"replicaID"`
+	// Shards is how many parts the watch space is split into; fixed for a
+	// deployment (recorded in the lease bucket; a replica with another
+	// value refuses to start).
+	Shards int `yaml:"shards"`
+	// LeaseBucket is the KV bucket of replicas and leases.
+	LeaseBucket string `yaml:"leaseBucket"`
+	// LeaseTTL is how long a lease lives without renewal: a dead replica's
+	// shards are taken over after about this long. Leases are renewed every
+	// LeaseTTL/4; a replica that cannot renew stops publishing after 3/4 of it.
+	LeaseTTL Duration `yaml:"leaseTTL"`
 }
 
 // Instance is one vendor system to poll.

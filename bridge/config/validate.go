@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jobbridge/jobbridge/bridge"
 )
@@ -51,8 +52,28 @@ func validate(c *Config, env func(string) (string, bool), r *report) {
 	if c.WatchAPI.Enabled && !validName(c.WatchAPI.ServiceName) {
 		r.errorf("watchAPI.serviceName", "%q is not a NATS service name; use letters, digits, '-' and '_'", c.WatchAPI.ServiceName)
 	}
+	validateCluster(&c.Cluster, r)
 	validateInstances(c, r)
 	validateSecrets(c, env, r)
+}
+
+// maxShards bounds cluster.shards: each shard is a lease renewed every
+// leaseTTL/4, so the lease traffic grows with it.
+const maxShards = 4096
+
+func validateCluster(c *Cluster, r *report) {
+	if c.Shards < 1 || c.Shards > maxShards {
+		r.errorf("cluster.shards", "%d is not allowed; use 1 to %d (64 suits up to a few dozen replicas)", c.Shards, maxShards)
+	}
+	if !validName(c.LeaseBucket) {
+		r.errorf("cluster.leaseBucket", "%q is not a bucket name; use letters, digits, '-' and '_'", c.LeaseBucket)
+	}
+	if c.ReplicaID != "" && (!validName(c.ReplicaID) || len(c.ReplicaID) > 64) {
+		r.errorf("cluster.replicaID", "%q is not allowed; use 1-64 letters, digits, '-' and '_', or leave it empty for host name plus a random suffix", c.ReplicaID)
+	}
+	if c.LeaseTTL < Duration(time.Second) {
+		r.errorf("cluster.leaseTTL", "%q is not allowed; use at least \"1s\" (15s suits most sites)", c.LeaseTTL.String())
+	}
 }
 
 func oneOf(r *report, path, got string, allowed ...string) {

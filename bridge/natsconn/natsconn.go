@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jobbridge/jobbridge/bridge"
@@ -33,6 +34,9 @@ type EmbeddedOptions struct {
 	// MaxStore bounds JetStream file storage in bytes (0: server default).
 	MaxStore int64
 	Name     string
+	// Logger receives what happens to the server's JetStream while it runs
+	// (switched off when the store is full, back on once it has room).
+	Logger zerolog.Logger
 }
 
 // StartEmbedded starts a nats-server with JetStream in this process and
@@ -88,6 +92,14 @@ func StartEmbedded(opts EmbeddedOptions) (*server.Server, error) {
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded NATS did not start within 10s on %s (is the port taken?)", opts.Listen)
 	}
+	if jsc := s.JetStreamConfig(); jsc != nil {
+		trouble := &atomic.Bool{}
+		s.SetLoggerV2(serverLog{log: opts.Logger, trouble: trouble}, false, false, false)
+		// The running config names <StoreDir>/jetstream; EnableJetStream
+		// wants the directory it was first given.
+		jsc.StoreDir = opts.StoreDir
+		go keepJetStream(s, *jsc, trouble, keepJetStreamEvery, opts.Logger)
+	}
 	return s, nil
 }
 
@@ -141,7 +153,15 @@ type ConnectOptions struct {
 	InProcess *server.Server
 	// ConnectTimeout bounds the wait for the first connection (default 30s).
 	ConnectTimeout time.Duration
-	Logger         zerolog.Logger
+	// NoReconnectBuffer makes a publish fail at once while the connection
+	// is down instead of queueing it in nats.go's reconnect buffer. Scale-out
+	// needs it: a replica cut off for longer than the lease TTL would
+	// otherwise flush, on reconnecting, events it published before it fenced
+	// itself, after a peer took the shard over and published that job's
+	// next sequence numbers itself. Failed publishes are retried by the
+	// bridge's publisher, through the lease check.
+	NoReconnectBuffer bool
+	Logger            zerolog.Logger
 }
 
 // Connect dials NATS and keeps reconnecting forever after a loss: the
@@ -172,6 +192,9 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			log.Warn().Err(err).Msg("NATS asynchronous error")
 		}),
+	}
+	if o.NoReconnectBuffer {
+		opts = append(opts, nats.ReconnectBufSize(-1))
 	}
 	if o.User != "" {
 		opts = append(opts, nats.UserInfo(o.User, o.Password.Reveal()))

@@ -48,6 +48,7 @@ func itNames(t *testing.T, url string) (stream, prefix, buckets string) {
 		_ = js.DeleteStream(ctx, stream)
 		_ = js.DeleteKeyValue(ctx, buckets+"_STATE")
 		_ = js.DeleteKeyValue(ctx, buckets+"_WATCHES")
+		_ = js.DeleteKeyValue(ctx, buckets+"_LEASES") // scale-out tests
 	})
 	return stream, prefix, buckets
 }

@@ -22,6 +22,7 @@ Usage:
   jobbridge demo     [--duration D]         embedded NATS + simulators + bridge + live view
   jobbridge tail     [filters] [--json]     print events as they arrive
   jobbridge watch    add|rm|get|ls ...      manage watched jobs
+  jobbridge status   [--config FILE] [--json]  replicas, their shards and leases (scale-out)
   jobbridge validate --config FILE          check a config file (and --print it, secrets redacted)
   jobbridge schema   [NAME]                 print the event contract (JSON Schema)
   jobbridge sim      VENDOR [--listen ADDR] run a vendor simulator
@@ -49,6 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"demo":     cmdDemo,
 		"tail":     cmdTail,
 		"watch":    cmdWatch,
+		"status":   cmdStatus,
 		"validate": cmdValidate,
 		"schema":   cmdSchema,
 		"sim":      cmdSim,

@@ -49,8 +49,12 @@ func runInProcess(t *testing.T, cfgPath string, stderr io.Writer) {
 	})
 }
 
-func get(url, token string) (int, string) {
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
+func get(url, token string) (int, string) { return call(http.MethodGet, url, token, "") }
+
+// call sends one HTTP request, with the bearer token when given, and
+// returns the status code and body (or the transport error's text).
+func call(method, u, token, body string) (int, string) {
+	req, _ := http.NewRequest(method, u, strings.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -153,16 +157,7 @@ func TestSecretsNeverReachLogsOrEvents(t *testing.T) {
 		wrongPW   = "wrong-PASSWORD-1234-secret"
 		httpToken = "http-TOKEN-9999-secret"
 	)
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-		Authorization: natsToken, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := natstest.StartServer(t, &server.Options{JetStream: true, Authorization: natsToken})
 	sim, err := tsosim.Listen("127.0.0.1:0", tsosim.Options{Users: map[string]string{"ops": tsoPW}})
 	if err != nil {
 		t.Fatal(err)

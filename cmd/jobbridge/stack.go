@@ -61,7 +61,8 @@ func startStack(ctx context.Context, cfg *config.Config, log zerolog.Logger, so 
 	env := os.LookupEnv
 	co := natsconn.ConnectOptions{URL: cfg.NATS.URL, Name: cfg.NATS.Name, User: cfg.NATS.User,
 		CredsFile: cfg.NATS.CredsFile, NKeyFile: cfg.NATS.NKeyFile, Logger: log,
-		TLS: natsconn.TLSOptions{CAFile: cfg.NATS.TLS.CAFile, CertFile: cfg.NATS.TLS.CertFile, KeyFile: cfg.NATS.TLS.KeyFile, InsecureSkipVerify: cfg.NATS.TLS.InsecureSkipVerify}}
+		TLS:               natsconn.TLSOptions{CAFile: cfg.NATS.TLS.CAFile, CertFile: cfg.NATS.TLS.CertFile, KeyFile: cfg.NATS.TLS.KeyFile, InsecureSkipVerify: cfg.NATS.TLS.InsecureSkipVerify},
+		NoReconnectBuffer: cfg.Cluster.Enabled}
 	var err error
 	if !cfg.NATS.Password.IsZero() {
 		if co.Password, err = cfg.NATS.Password.Resolve(env); err != nil {
@@ -74,7 +75,7 @@ func startStack(ctx context.Context, cfg *config.Config, log zerolog.Logger, so 
 		}
 	}
 	if cfg.NATS.URL == "" {
-		s.embedded, err = natsconn.StartEmbedded(natsconn.EmbeddedOptions{Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir})
+		s.embedded, err = natsconn.StartEmbedded(natsconn.EmbeddedOptions{Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir, Logger: log})
 		if err != nil {
 			return nil, err
 		}
@@ -124,12 +125,20 @@ func startStack(ctx context.Context, cfg *config.Config, log zerolog.Logger, so 
 		FlushInterval:  cfg.Publish.FlushInterval.Std(),
 		Logger:         log,
 		Registerer:     s.reg,
+		Cluster: bridge.ClusterOptions{Enabled: cfg.Cluster.Enabled, ReplicaID: cfg.Cluster.ReplicaID, Shards: cfg.Cluster.Shards,
+			LeaseBucket: cfg.Cluster.LeaseBucket, LeaseTTL: cfg.Cluster.LeaseTTL.Std()},
 	})
 	if err != nil {
 		s.close()
 		return nil, err
 	}
-	if s.push, err = startPush(ctx, push, s.bridge, log, s.reg); err != nil {
+	if cfg.Cluster.Enabled {
+		// One replica at a time holds an HMC's push session: the one
+		// holding the instance's lease. Its notifier reconciles on connect.
+		for _, p := range push {
+			s.bridge.AddSingleton("notify", p.inst.Vendor, p.inst.Name, func(ctx context.Context) { runPushSingleton(ctx, p, s.bridge, log, s.reg) })
+		}
+	} else if s.push, err = startPush(ctx, push, s.bridge, log, s.reg); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -146,6 +155,26 @@ func startStack(ctx context.Context, cfg *config.Config, log zerolog.Logger, so 
 		}
 	}
 	return s, nil
+}
+
+// runPushSingleton runs one HMC notifier while this replica holds its
+// lease, starting it again (after a pause) if it cannot start.
+func runPushSingleton(ctx context.Context, p pushSetup, b *bridge.Bridge, log zerolog.Logger, reg prometheus.Registerer) {
+	for wait := time.Second; ctx.Err() == nil; wait = min(2*wait, time.Minute) {
+		ns, err := startPush(ctx, []pushSetup{p}, b, log, reg)
+		if err == nil {
+			<-ctx.Done()
+			for _, n := range ns {
+				_ = n.Stop()
+			}
+			return
+		}
+		log.Error().Err(err).Str("instance", p.inst.Name).Dur("retryIn", wait).Msg("cannot start HMC push notifications; fix the instance configuration")
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
 }
 
 // serviceVersion is the build version when it is SemVer, as micro requires.
@@ -179,6 +208,11 @@ func (s *stack) serveHTTP() error {
 		mux.Handle("/debug/pprof/symbol", requireToken(token, http.HandlerFunc(pprof.Symbol)))
 		s.log.Warn().Msg("http.pprof is on: /debug/pprof/ exposes profiles of this process")
 	}
+	if s.cfg.WatchAPI.Enabled {
+		// The watch API over HTTP: any replica answers from the registry.
+		mux.Handle("/v1/watches", requireToken(token, bridge.WatchHTTPHandler(s.bridge.Registry(), s.bridge.CheckInstance)))
+		mux.Handle("/v1/watches/", requireToken(token, bridge.WatchHTTPHandler(s.bridge.Registry(), s.bridge.CheckInstance)))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := s.ready(); err != nil {
@@ -193,7 +227,7 @@ func (s *stack) serveHTTP() error {
 			s.log.Error().Err(err).Msg("metrics and health endpoint stopped")
 		}
 	}()
-	s.log.Info().Str("listen", ln.Addr().String()).Msg("serving /metrics, /healthz and /readyz")
+	s.log.Info().Str("listen", ln.Addr().String()).Msg("serving /metrics, /healthz, /readyz and /v1/watches")
 	return nil
 }
 

@@ -8,9 +8,11 @@
 # Needs the nats CLI (https://github.com/nats-io/natscli) and a user allowed
 # to manage streams. The names and limits are jobbridge's defaults: stream
 # JOBS on jobs.>, file storage, 7 days (168h), duplicate window 2m; buckets
-# JOBBRIDGE_STATE and JOBBRIDGE_WATCHES with history 1. If you change a name
-# here, set the same in the config (stream.name, stream.subjectPrefix,
-# stream.stateBucket, stream.watchBucket).
+# JOBBRIDGE_STATE, JOBBRIDGE_WATCHES and JOBBRIDGE_LEASES (replicas and
+# shard leases, used only with cluster.enabled) with history 1. If you
+# change a name here, set the same in the config (stream.name,
+# stream.subjectPrefix, stream.stateBucket, stream.watchBucket,
+# cluster.leaseBucket).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,7 +32,7 @@ else
   nats stream add JOBS --config "$config"
 fi
 
-for bucket in JOBBRIDGE_STATE JOBBRIDGE_WATCHES; do
+for bucket in JOBBRIDGE_STATE JOBBRIDGE_WATCHES JOBBRIDGE_LEASES; do
   if nats kv info "$bucket" >/dev/null 2>&1; then
     echo "KV bucket $bucket exists; left unchanged"
   else

@@ -28,6 +28,13 @@ type Hinter interface {
 	Reconcile(vendor, instance string) int
 }
 
+// ViaHinter is a Hinter that carries the push channel with a hint
+// (*bridge.Bridge): with scale-out, the replica polling the job may not be
+// the one holding this session, and it marks its own poller from it.
+type ViaHinter interface {
+	HintVia(job bridge.JobRef, via bridge.Detection) bool
+}
+
 // WatchLister lists an instance's watches (*bridge.Bridge), so the STOMP
 // receiver can subscribe to the topics they name (VendorOptions
 // "notifyTopic": the job topic of the session that started the job).
@@ -497,6 +504,15 @@ func (n *Notifier) reconcile(why string) {
 	n.log.Info().Int("jobs", count).Str("why", why).Msg("reconciling: polling every tracked HMC job, since the HMC replays no missed notification")
 }
 
+// hint passes a notification's job on, with this session's channel when
+// the hinter can carry it.
+func (n *Notifier) hint(ref bridge.JobRef) bool {
+	if vh, ok := n.hinter.(ViaHinter); ok {
+		return vh.HintVia(ref, n.via)
+	}
+	return n.hinter.Hint(ref)
+}
+
 // handle turns a job-completion into a hint.
 func (n *Notifier) handle(c completion) {
 	n.m.notifications.WithLabelValues(typeJobCompletion).Inc()
@@ -512,7 +528,7 @@ func (n *Notifier) handle(c completion) {
 		if n.opts.Marker != nil {
 			n.opts.Marker.Mark(ref, n.via)
 		}
-		if n.hinter.Hint(ref) {
+		if n.hint(ref) {
 			return
 		}
 		if n.opts.Marker != nil {

@@ -181,6 +181,7 @@ func parseJob(f Flavor, job bridge.JobRef, body []byte, at time.Time, staticToke
 		Native:     native,
 		SubState:   m.SubState,
 		Raw:        body,
+		RawJSON:    true, // DecodeFields parsed all of it
 		ObservedAt: at,
 		Via:        bridge.DetectedByPoll,
 	}

@@ -164,9 +164,10 @@ func buildObservation(job bridge.JobRef, body []byte) (bridge.Observation, error
 		SubState: r.SubState,
 		// The run a status belongs to: a new run is a change even when the
 		// ETL ends in the same state as last time.
-		RunID: lastExec,
-		Raw:   body,
-		Via:   bridge.DetectedByPoll,
+		RunID:   lastExec,
+		Raw:     body,
+		RawJSON: true, // DecodeFields parsed all of it
+		Via:     bridge.DetectedByPoll,
 	}
 	if r.ReportsExitCode && exit != "" {
 		obs.Outcome = map[string]string{keyExitCode: exit}

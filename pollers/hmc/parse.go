@@ -109,6 +109,7 @@ func buildObservation(job bridge.JobRef, body []byte, at time.Time) (bridge.Obse
 		SubState:   m.SubState,
 		Outcome:    outcome,
 		Raw:        body,
+		RawJSON:    true, // DecodeFields parsed all of it
 		ObservedAt: at,
 		Via:        bridge.DetectedByPoll,
 	}, nil

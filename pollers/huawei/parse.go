@@ -209,6 +209,7 @@ func buildObservation(job bridge.JobRef, pages []page, at time.Time) bridge.Obse
 		Native:     first.native,
 		SubState:   m.SubState,
 		Raw:        first.raw,
+		RawJSON:    true, // DecodeFields parsed all of it
 		ObservedAt: at,
 		Via:        bridge.DetectedByPoll,
 	}
@@ -256,6 +257,7 @@ func taskObservation(job bridge.JobRef, t task, at time.Time) bridge.Observation
 		Native:     t.native,
 		SubState:   m.SubState,
 		Raw:        t.raw,
+		RawJSON:    true, // DecodeFields parsed all of it
 		ObservedAt: at,
 		Via:        bridge.DetectedByPoll,
 	}

@@ -75,6 +75,7 @@ func buildObservation(job bridge.JobRef, body []byte, zone *time.Location, at ti
 		SubState:   m.SubState,
 		Outcome:    outcome(f.OutputParameters),
 		Raw:        body,
+		RawJSON:    true, // DecodeFields parsed all of it
 		ObservedAt: at,
 		Via:        bridge.DetectedByPoll,
 	}
