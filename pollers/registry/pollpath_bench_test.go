@@ -16,13 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobbridge/jobbridge/bridge/benchkit"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/jobbridge/jobbridge/bridge"
 	"github.com/jobbridge/jobbridge/bridge/bridgetest"
-	"github.com/jobbridge/jobbridge/bridge/config"
 	"github.com/jobbridge/jobbridge/bridge/natsconn/natstest"
 	"github.com/jobbridge/jobbridge/pollers/pollkit"
 	"github.com/jobbridge/jobbridge/pollers/registry"
@@ -30,9 +30,12 @@ import (
 
 // Environment knobs of BenchmarkPollPath.
 const (
-	// jobsEnv sets how many jobs are watched (default 10,000), spread
-	// evenly over the simulators.
+	// jobsEnv, when set, runs one size only: how many jobs are watched,
+	// spread evenly over the simulators.
 	jobsEnv = "JOBBRIDGE_BENCH_JOBS"
+	// saturatedSizesEnv lists the sizes, comma-separated (default
+	// 1000,10000; 100000 takes some three minutes more).
+	saturatedSizesEnv = "JOBBRIDGE_BENCH_SATURATED_SIZES"
 	// profDirEnv, when set, names a directory that receives profiles:
 	// heap-before.pprof, heap-half.pprof and heap-after.pprof, taken before
 	// the watches are added, with half and with all of them tracked, to
@@ -46,7 +49,8 @@ const (
 )
 
 // BenchmarkPollPath measures the poll path of one bridge tracking many jobs
-// spread over the vendor simulators, and, in the same process against the
+// (one sub-benchmark per size: JOBBRIDGE_BENCH_SATURATED_SIZES, or one
+// size JOBBRIDGE_BENCH_JOBS) spread over the vendor simulators, and, in the same process against the
 // same simulators, a bare net/http client replaying the very requests the
 // pollers sent.
 //
@@ -80,35 +84,28 @@ const (
 // machine), alloc-B/poll and bare-alloc-B/req, heap-B/job and rss-B/job
 // (target <= 2048), heap-marg-B/job and rss-marg-B/job.
 func BenchmarkPollPath(b *testing.B) {
+	sizes := benchkit.Ints(b, saturatedSizesEnv, []int{1000, 10000}, 10)
+	if v := os.Getenv(jobsEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 10 {
+			b.Fatalf("%s=%q: want a number of jobs, at least 10", jobsEnv, v)
+		}
+		sizes = []int{n}
+	}
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("jobs=%d", n), func(b *testing.B) { pollPath(b, n) })
+	}
+}
+
+func pollPath(b *testing.B, jobs int) {
 	const (
 		concurrency = 13 // per instance: 5 instances share 65 workers
 		window      = 2 * time.Second
 		settle      = 300 * time.Millisecond
 		rounds      = 7
 	)
-	jobs := 10000
-	if v := os.Getenv(jobsEnv); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 10 {
-			b.Fatalf("%s=%q: want a number of jobs, at least 10", jobsEnv, v)
-		}
-		jobs = n
-	}
-
 	// One simulator per vendor, each holding its share of the jobs.
-	starters := []func(n, concurrency int) *simRig{startTSO, startHelix, startArcGIS, startHMC, startHuawei}
-	var rigs []*simRig
-	var configs []config.Instance
-	for i, start := range starters {
-		n := jobs / len(starters)
-		if i < jobs%len(starters) {
-			n++
-		}
-		r := start(n, concurrency)
-		b.Cleanup(r.close)
-		rigs = append(rigs, r)
-		configs = append(configs, r.inst)
-	}
+	rigs, configs := startRigs(b, jobs, concurrency)
 
 	// The bridge's instances, built as the daemon builds them, every
 	// client's transport wrapped by the recorder.
@@ -142,14 +139,7 @@ func BenchmarkPollPath(b *testing.B) {
 
 	// Watches: registered through the KV registry, as the API would, the
 	// vendors interleaved so that both halves below hold the same mix.
-	var refs []bridge.JobRef
-	for i := 0; len(refs) < jobs; i++ {
-		for _, r := range rigs {
-			if i < len(r.ids) {
-				refs = append(refs, bridge.JobRef{Vendor: r.vendor, Instance: r.inst.Name, ID: r.ids[i]})
-			}
-		}
-	}
+	refs := interleaved(rigs)
 	// Two halves, memory measured after each: the growth over the second
 	// half is the marginal cost of a job, free of one-time costs (buffer
 	// pools, block caches, connection buffers) that the first watch brings.
@@ -182,21 +172,7 @@ func BenchmarkPollPath(b *testing.B) {
 	rec.recording.Store(true)
 	rec.resume()
 	bare := newBareClient()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		missing := 0
-		for _, r := range rigs {
-			_, m := rec.statusRequests(r)
-			missing += m
-		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%d jobs have no recorded status request after a minute", missing)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitRecorded(b, rec, rigs, time.Minute, 200*time.Millisecond)
 	rec.pause()
 	rec.recording.Store(false)
 	recTook := time.Since(recStart)
@@ -218,9 +194,9 @@ func BenchmarkPollPath(b *testing.B) {
 				time.Sleep(settle)
 				stopProfile := cpuProfile(b, profDir, fmt.Sprintf("cpu-ours-%d.pprof", round))
 				a0 := allocated()
-				r0, p0, c0, t0 := rec.requests.Load(), okPolls(b, reg), cpuTime(), time.Now()
+				r0, p0, c0, t0 := rec.requests.Load(), okPolls(b, reg), benchkit.ProcessCPU(), time.Now()
 				time.Sleep(window)
-				r1, p1, c1, t1 := rec.requests.Load(), okPolls(b, reg), cpuTime(), time.Now()
+				r1, p1, c1, t1 := rec.requests.Load(), okPolls(b, reg), benchkit.ProcessCPU(), time.Now()
 				a1 := allocated()
 				stopProfile()
 				rec.pause()
@@ -237,9 +213,9 @@ func BenchmarkPollPath(b *testing.B) {
 				time.Sleep(settle)
 				stopProfile := cpuProfile(b, profDir, fmt.Sprintf("cpu-bare-%d.pprof", round))
 				a0 := allocated()
-				r0, c0, t0 := bare.count.Load(), cpuTime(), time.Now()
+				r0, c0, t0 := bare.count.Load(), benchkit.ProcessCPU(), time.Now()
 				time.Sleep(window)
-				r1, c1, t1 := bare.count.Load(), cpuTime(), time.Now()
+				r1, c1, t1 := bare.count.Load(), benchkit.ProcessCPU(), time.Now()
 				a1 := allocated()
 				stopProfile()
 				stop.Store(true)
@@ -269,8 +245,8 @@ func BenchmarkPollPath(b *testing.B) {
 		b.Errorf("%.0f of %.0f polls failed in the measured windows", bad, ok1-ok0+bad)
 	}
 
-	mo, mp, mc := median(oursRPS), median(oursPPS), median(oursCPU)
-	mb, mbc := median(bareRPS), median(bareCPU)
+	mo, mp, mc := benchkit.Median(oursRPS), benchkit.Median(oursPPS), benchkit.Median(oursCPU)
+	mb, mbc := benchkit.Median(bareRPS), benchkit.Median(bareCPU)
 	// The ratio pairs each window with the other side's window next to it
 	// in time, which cancels most of the load other processes put on a
 	// shared machine.
@@ -278,7 +254,7 @@ func BenchmarkPollPath(b *testing.B) {
 	for k := range ratios {
 		ratios[k] = oursRPS[k] / bareRPS[k]
 	}
-	ratio := median(ratios)
+	ratio := benchkit.Median(ratios)
 	b.ReportMetric(mp, "polls/s")
 	b.ReportMetric(mb, "bare-req/s")
 	b.ReportMetric(ratio, "ratio")
@@ -288,9 +264,9 @@ func BenchmarkPollPath(b *testing.B) {
 	// The CPU ratio is what the throughput ratio would be on an idle
 	// machine where both sides are CPU-bound; it is far less disturbed by
 	// other processes sharing the cores.
-	b.ReportMetric(mbc/median(oursCPUReq), "cpu-ratio")
-	b.ReportMetric(median(oursAlloc), "alloc-B/poll")
-	b.ReportMetric(median(bareAlloc), "bare-alloc-B/req")
+	b.ReportMetric(mbc/benchkit.Median(oursCPUReq), "cpu-ratio")
+	b.ReportMetric(benchkit.Median(oursAlloc), "alloc-B/poll")
+	b.ReportMetric(benchkit.Median(bareAlloc), "bare-alloc-B/req")
 	b.ReportMetric(heapPerJob, "heap-B/job")
 	b.ReportMetric(rssPerJob, "rss-B/job")
 	b.ReportMetric(heapMarginal, "heap-marg-B/job")
@@ -302,7 +278,7 @@ func BenchmarkPollPath(b *testing.B) {
 	b.Logf("poll path, %d jobs (%s), GOMAXPROCS %d: ours %.0f polls/s (%.0f req/s, %.2f req/poll), bare net/http %.0f req/s, ratio %.2f (target >= 0.7), CPU ratio %.2f; "+
 		"CPU %.1f us/poll vs bare %.1f us/req (bridge overhead %.1f us/poll); memory %.0f B/job heap, %.0f B/job RSS, marginal %.0f B/job heap, %.0f B/job RSS (target <= 2048, NATS server included); "+
 		"medians of %d alternating %v windows; watches added in %v, every first event acked %v after its add began, requests recorded in %v; %.0f polls failed before the windows",
-		jobs, strings.Join(vendors, " "), runtime.GOMAXPROCS(0), mp, mo, mo/mp, mb, ratio, mbc/median(oursCPUReq), mc, mbc, mc-mbc, heapPerJob, rssPerJob, heapMarginal, rssMarginal,
+		jobs, strings.Join(vendors, " "), runtime.GOMAXPROCS(0), mp, mo, mo/mp, mb, ratio, mbc/benchkit.Median(oursCPUReq), mc, mbc, mc-mbc, heapPerJob, rssPerJob, heapMarginal, rssMarginal,
 		len(oursRPS), window, addTook.Round(time.Millisecond), firstTook.Round(time.Millisecond), recTook.Round(time.Millisecond), bad0)
 	b.Logf("windows: ours req/s %v, bare req/s %v, ours cpu-us/poll %v, bare cpu-us/req %v, ours alloc B/poll %v, bare alloc B/req %v",
 		rounded(oursRPS), rounded(bareRPS), rounded(oursCPU), rounded(bareCPU), rounded(oursAlloc), rounded(bareAlloc))
@@ -452,12 +428,6 @@ func pollCounts(b *testing.B, reg *prometheus.Registry) (ok, bad float64) {
 func okPolls(b *testing.B, reg *prometheus.Registry) float64 {
 	ok, _ := pollCounts(b, reg)
 	return ok
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 func rounded(v []float64) []string {

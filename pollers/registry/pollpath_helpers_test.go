@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jobbridge/jobbridge/bridge/config"
@@ -306,15 +305,6 @@ func (bc *bareClient) closeIdle() {
 	for _, h := range bc.hosts {
 		h.client.CloseIdleConnections()
 	}
-}
-
-// cpuTime is the process's user plus system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		panic(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // rssBytes reads the resident set size from /proc/self/statm.
