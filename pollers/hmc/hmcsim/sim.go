@@ -164,6 +164,7 @@ type Server struct {
 	mu       sync.Mutex
 	jobs     map[string]*job
 	order    []*job
+	ending   endQueue // jobs whose completion notice is still to come
 	sessions map[string]*session
 	sorder   []*session
 	topicSeq int
@@ -389,8 +390,8 @@ func (s *Server) advanceLocked(now time.Time) {
 			s.closeLocked(ss, at, ClosedExpired)
 		}
 	}
-	for _, j := range s.order {
-		if j.notified || !j.ended(now) {
+	for _, j := range s.ending.due(now) {
+		if j.notified {
 			continue
 		}
 		j.notified = true
@@ -464,6 +465,7 @@ func (s *Server) addJob(j Job, sessionID string) (string, error) {
 	jb := newJob(j.ID, j.User, sessionID, j.Script, s.clock.Now())
 	s.jobs[j.ID] = jb
 	s.order = append(s.order, jb)
+	s.ending.add(jb, len(s.order))
 	return j.ID, nil
 }
 
