@@ -38,8 +38,8 @@ func WatchHTTPHandler(reg *Registry, check InstanceChecker) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/watches", h.add)
 	mux.HandleFunc("GET /v1/watches", h.list)
-	mux.HandleFunc("GET /v1/watches/{vendor}/{instance}/{job...}", h.get)
-	mux.HandleFunc("DELETE /v1/watches/{vendor}/{instance}/{job...}", h.remove)
+	mux.HandleFunc("GET /v1/watches/{vendor}/{instance}/{job...}", onJob(h.reg.Get))
+	mux.HandleFunc("DELETE /v1/watches/{vendor}/{instance}/{job...}", onJob(h.remove))
 	return mux
 }
 
@@ -135,35 +135,31 @@ func pathJob(r *http.Request) (JobRef, error) {
 	return job, job.Validate()
 }
 
-func (h *watchHTTP) get(w http.ResponseWriter, r *http.Request) {
-	job, err := pathJob(r)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, err.Error())
-		return
+// onJob handles a request about one job named by the path: the job is
+// validated before op runs, and op's watch is the answer.
+func onJob(op func(ctx context.Context, job JobRef) (Watch, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		job, err := pathJob(r)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		ctx, cancel := requestCtx(r)
+		defer cancel()
+		got, err := op(ctx, job)
+		if err != nil {
+			writeErr(w, httpCode(err), err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, WatchResponse{Watch: got})
 	}
-	ctx, cancel := requestCtx(r)
-	defer cancel()
-	got, err := h.reg.Get(ctx, job)
-	if err != nil {
-		writeErr(w, httpCode(err), err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, WatchResponse{Watch: got})
 }
 
-func (h *watchHTTP) remove(w http.ResponseWriter, r *http.Request) {
-	job, err := pathJob(r)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	ctx, cancel := requestCtx(r)
-	defer cancel()
+func (h *watchHTTP) remove(ctx context.Context, job JobRef) (Watch, error) {
 	if err := h.reg.Remove(ctx, job); err != nil {
-		writeErr(w, httpCode(err), err.Error())
-		return
+		return Watch{}, err
 	}
-	writeJSON(w, http.StatusOK, WatchResponse{Watch: Watch{Vendor: job.Vendor, Instance: job.Instance, Job: job.ID}})
+	return Watch{Vendor: job.Vendor, Instance: job.Instance, Job: job.ID}, nil
 }
 
 func (h *watchHTTP) list(w http.ResponseWriter, r *http.Request) {

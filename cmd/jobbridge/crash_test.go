@@ -33,6 +33,22 @@ type crashOptions struct {
 	jobs    int
 }
 
+// startTSOWithCA starts a TLS TSO simulator with the user ops, closed when
+// the test ends, and writes its CA where a bridge config can name it.
+func startTSOWithCA(t *testing.T, dir string) (*tsosim.Server, string) {
+	t.Helper()
+	sim, err := tsosim.Listen("127.0.0.1:0", tsosim.Options{TLS: true, Users: map[string]string{"ops": "s3cret-pw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	ca, err := writeCA(dir, "tso", sim.Certificate().Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim, ca
+}
+
 func checkCrashRecovery(t *testing.T, o crashOptions) {
 	if o.stream == "" {
 		o.stream, o.prefix = "JOBS", "jobs"
@@ -42,15 +58,7 @@ func checkCrashRecovery(t *testing.T, o crashOptions) {
 	}
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	sim, err := tsosim.Listen("127.0.0.1:0", tsosim.Options{TLS: true, Users: map[string]string{"ops": "s3cret-pw"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	ca, err := writeCA(dir, "tso", sim.Certificate().Raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim, ca := startTSOWithCA(t, dir)
 	// Every state lasts 700-1100ms; polls come every 50ms, so each is seen
 	// unless the bridge is down for most of it.
 	statuses := []string{"READY", "ASSIGNED", "PAUSED", "IN_PROGRESS"}

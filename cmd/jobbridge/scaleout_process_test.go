@@ -44,15 +44,7 @@ func checkScaleOutProcesses(t *testing.T, o scaleOutOptions) {
 	leaseBucket := o.buckets + "_LEASES"
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	sim, err := tsosim.Listen("127.0.0.1:0", tsosim.Options{TLS: true, Users: map[string]string{"ops": "s3cret-pw"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	ca, err := writeCA(dir, "tso", sim.Certificate().Raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim, ca := startTSOWithCA(t, dir)
 	statuses := []string{"ASSIGNED", "PAUSED", "IN_PROGRESS"}
 	terminal := []string{"COMPLETED", "FAILED", "CANCELLED", "COMPENSATED"}
 	var ids []string
