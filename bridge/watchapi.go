@@ -100,6 +100,12 @@ func StartWatchService(nc *nats.Conn, name, version string, reg *Registry, check
 			return nil, fmt.Errorf("watch API endpoint %s: %w", ep.name, err)
 		}
 	}
+	// The endpoints' subscriptions travel to the server asynchronously; a
+	// client that calls right after this returns (from another account,
+	// through a service import) would get "no responders" until they
+	// arrive. Best effort: a connection that is down re-sends them when it
+	// is back.
+	_ = nc.FlushTimeout(5 * time.Second)
 	ws.svc = svc
 	return ws, nil
 }
