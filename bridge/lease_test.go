@@ -3,7 +3,6 @@ package bridge_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -298,7 +297,7 @@ func TestTakeoverComesWhenTheLeaseRunsOut(t *testing.T) {
 func TestPartitionedReplicaFencesItselfBeforeTakeover(t *testing.T) {
 	pp := startProxiedPair(t, "LEASES_FENCE", "fence-")
 	a, b, p, proxy, ids, bShards := pp.a, pp.b, pp.p, pp.proxy, pp.ids, pp.bShards
-	proxy.freeze()
+	proxy.Freeze()
 	var fencedAt, takenAt time.Time
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) && (fencedAt.IsZero() || takenAt.IsZero()) {
@@ -334,7 +333,7 @@ func TestPartitionedReplicaFencesItselfBeforeTakeover(t *testing.T) {
 	assert.True(t, fencedAt.Before(takenAt), "fenced at %s, taken over at %s", fencedAt.Format("15:04:05.000"), takenAt.Format("15:04:05.000"))
 	t.Logf("fenced %s before takeover", takenAt.Sub(fencedAt).Round(time.Millisecond))
 	// a polls b's jobs now; back on NATS, b must publish nothing it held.
-	pp.finishAfterTakeover(t, proxy.thaw, "what the fenced replica saw")
+	pp.finishAfterTakeover(t, proxy.Thaw, "what the fenced replica saw")
 }
 
 // TestCutOffReplicaPublishesNothingStaleAfterReconnecting cuts a replica's
@@ -352,7 +351,8 @@ func TestCutOffReplicaPublishesNothingStaleAfterReconnecting(t *testing.T) {
 	// Let b's records of READY reach the state bucket, so a starts from them.
 	time.Sleep(300 * time.Millisecond)
 
-	proxy.cut()
+	proxy.SetRefusing(true)
+	proxy.Cut()
 	polled := func() map[string]int {
 		m := map[string]int{}
 		for _, id := range ids {
@@ -383,7 +383,7 @@ func TestCutOffReplicaPublishesNothingStaleAfterReconnecting(t *testing.T) {
 	}
 	bridgetest.WaitFor(t, ttl/2, "b polls every job after the second change", seenBy(before))
 	bridgetest.WaitFor(t, 30*time.Second, "a takes b's shards", func() bool { return covered(8, a) })
-	pp.finishAfterTakeover(t, proxy.restore, "what the cut-off replica detected")
+	pp.finishAfterTakeover(t, func() { proxy.SetRefusing(false) }, "what the cut-off replica detected")
 }
 
 // proxiedPair is two scale-out replicas on one server: a connected
@@ -393,7 +393,7 @@ func TestCutOffReplicaPublishesNothingStaleAfterReconnecting(t *testing.T) {
 type proxiedPair struct {
 	a, b    *replica
 	p       *bridgetest.Poller
-	proxy   *freezableProxy
+	proxy   *bridgetest.TCPProxy
 	ids     []string
 	bShards []int
 }
@@ -401,11 +401,11 @@ type proxiedPair struct {
 func startProxiedPair(t *testing.T, bucket, idPrefix string) proxiedPair {
 	t.Helper()
 	s := natstest.RunServer(t, natstest.Options{})
-	pp := proxiedPair{p: bridgetest.NewPoller(), proxy: newFreezableProxy(t, s.Addr().String())}
+	pp := proxiedPair{p: bridgetest.NewPoller(), proxy: bridgetest.NewTCPProxy(t, s.Addr().String())}
 	o := replicaOptions{shards: 8, ttl: 2 * time.Second, bucket: bucket}
 	inst := []bridge.Instance{{Vendor: "fake", Name: "test", Poller: pp.p, Concurrency: 4}}
 	pp.a = startReplica(t, s.ClientURL(), "a", inst, o)
-	pp.b = startReplica(t, "nats://"+pp.proxy.addr(), "b", inst, o)
+	pp.b = startReplica(t, "nats://"+pp.proxy.Addr(), "b", inst, o)
 	bridgetest.WaitFor(t, 60*time.Second, "two replicas share the shards", func() bool {
 		return covered(8, pp.a, pp.b) && len(pp.b.Bridge.OwnedShards()) == 4
 	})
@@ -468,107 +468,6 @@ func waitAllEvents(t testing.TB, js jetstream.JetStream, ids []string, n int) {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-// freezableProxy forwards TCP to a NATS server until frozen: then it holds
-// every byte without closing anything, like a network partition. Cut
-// instead closes every connection and refuses new ones until restored,
-// like a link that is down.
-type freezableProxy struct {
-	ln     net.Listener
-	mu     sync.Mutex
-	frozen bool
-	down   bool
-	cond   *sync.Cond
-	conns  []net.Conn
-}
-
-func newFreezableProxy(t *testing.T, upstream string) *freezableProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &freezableProxy{ln: ln}
-	p.cond = sync.NewCond(&p.mu)
-	t.Cleanup(p.close)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			down := p.down
-			p.mu.Unlock()
-			if down {
-				c.Close()
-				continue
-			}
-			u, err := net.Dial("tcp", upstream)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			go p.pipe(c, u)
-			go p.pipe(u, c)
-		}
-	}()
-	return p
-}
-
-func (p *freezableProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *freezableProxy) pipe(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			for p.frozen {
-				p.cond.Wait()
-			}
-			p.mu.Unlock()
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			_ = dst.Close()
-			return
-		}
-	}
-}
-
-func (p *freezableProxy) freeze() { p.mu.Lock(); p.frozen = true; p.mu.Unlock() }
-
-func (p *freezableProxy) thaw() {
-	p.mu.Lock()
-	p.frozen = false
-	p.cond.Broadcast()
-	p.mu.Unlock()
-}
-
-func (p *freezableProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *freezableProxy) restore() { p.mu.Lock(); p.down = false; p.mu.Unlock() }
-
-func (p *freezableProxy) close() {
-	p.thaw()
-	_ = p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-}
-
 // TestSingletonRunsOnOneReplicaAtATime is the HMC push session rule: one
 // replica at a time runs it, also when the one running it is cut off from
 // NATS (it stops before a peer may start it); the new owner reconciles,
@@ -581,10 +480,10 @@ func TestSingletonRunsOnOneReplicaAtATime(t *testing.T) {
 	running := map[string]bool{}
 	overlap := false
 	starts := 0
-	proxies := map[string]*freezableProxy{}
+	proxies := map[string]*bridgetest.TCPProxy{}
 	reps := map[string]*replica{}
 	for _, id := range []string{"a", "b"} {
-		proxies[id] = newFreezableProxy(t, s.Addr().String())
+		proxies[id] = bridgetest.NewTCPProxy(t, s.Addr().String())
 		var self *replica
 		assigned := make(chan struct{})
 		single := bridge.Singleton{Kind: "notify", Vendor: "fake", Instance: "hmc1", Run: func(ctx context.Context) {
@@ -607,7 +506,7 @@ func TestSingletonRunsOnOneReplicaAtATime(t *testing.T) {
 			running[id] = false
 			mu.Unlock()
 		}}
-		self = startReplica(t, "nats://"+proxies[id].addr(), id, inst, replicaOptions{shards: 8, ttl: 2 * time.Second, bucket: "LEASES_SINGLE",
+		self = startReplica(t, "nats://"+proxies[id].Addr(), id, inst, replicaOptions{shards: 8, ttl: 2 * time.Second, bucket: "LEASES_SINGLE",
 			mutate: func(o *bridge.Options) {
 				o.Singletons = []bridge.Singleton{single}
 				// Hourly polls: only hints and reconciles poll again.
@@ -648,7 +547,7 @@ func TestSingletonRunsOnOneReplicaAtATime(t *testing.T) {
 		before[id] = p.Polls(id)
 	}
 
-	proxies[first].freeze()
+	proxies[first].Freeze()
 	bridgetest.WaitFor(t, 60*time.Second, "the other replica runs the singleton", func() bool { return owner() == other })
 	// The new owner reconciled: every job was polled again, on whichever
 	// replica polls it (the frozen one's shards moved to the new owner too).
@@ -660,7 +559,7 @@ func TestSingletonRunsOnOneReplicaAtATime(t *testing.T) {
 		}
 		return true
 	})
-	proxies[first].thaw()
+	proxies[first].Thaw()
 	time.Sleep(time.Second)
 	mu.Lock()
 	defer mu.Unlock()

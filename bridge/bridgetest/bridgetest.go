@@ -1,6 +1,6 @@
 // Package bridgetest provides test doubles for the bridge: a poller whose
-// jobs' states a test sets directly, and helpers to read back what reached
-// the event stream.
+// jobs' states a test sets directly, helpers to read back what reached
+// the event stream, and a TCP proxy that injects network faults.
 package bridgetest
 
 import (

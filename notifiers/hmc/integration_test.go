@@ -3,17 +3,15 @@
 package hmc
 
 import (
-	"net"
 	"os"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
 
 	"github.com/jobbridge/jobbridge/bridge"
+	"github.com/jobbridge/jobbridge/bridge/bridgetest"
 )
 
 // The real broker: RabbitMQ with rabbitmq_stomp on this machine
@@ -24,95 +22,6 @@ func stompAddr() string {
 		return a
 	}
 	return "127.0.0.1:61613"
-}
-
-// cutProxy forwards TCP to the broker and can cut or stall every
-// connection it carries, without touching the broker (other users of the
-// machine's RabbitMQ keep their connections).
-type cutProxy struct {
-	l       net.Listener
-	target  string
-	mu      sync.Mutex
-	pairs   map[net.Conn]net.Conn
-	refuse  bool
-	stalled atomic.Bool
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{l: l, target: target, pairs: map[net.Conn]net.Conn{}}
-	go p.accept()
-	t.Cleanup(func() { l.Close(); p.cut() })
-	return p
-}
-
-func (p *cutProxy) addr() string { return p.l.Addr().String() }
-
-func (p *cutProxy) accept() {
-	for {
-		c, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		refuse := p.refuse
-		p.mu.Unlock()
-		if refuse {
-			c.Close()
-			continue
-		}
-		u, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.pairs[c] = u
-		p.mu.Unlock()
-		go p.pipe(c, u)
-		go p.pipe(u, c)
-	}
-}
-
-func (p *cutProxy) pipe(from, to net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := from.Read(buf)
-		if err != nil {
-			from.Close()
-			to.Close()
-			return
-		}
-		if p.stalled.Load() {
-			continue // a half-open path: bytes vanish
-		}
-		if _, err := to.Write(buf[:n]); err != nil {
-			return
-		}
-	}
-}
-
-// cut closes every carried connection; setRefusing keeps new ones out.
-func (p *cutProxy) cut() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := len(p.pairs)
-	for c, u := range p.pairs {
-		c.Close()
-		u.Close()
-	}
-	clear(p.pairs)
-	p.stalled.Store(false)
-	return n
-}
-
-func (p *cutProxy) setRefusing(r bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.refuse = r
 }
 
 // hmcPublisher sends HMC-shaped job-completion messages through the real
@@ -163,11 +72,11 @@ func (quietLog) Error(string)            {}
 // cut lost (non-durable topic) and never hinted.
 func TestIntegrationRabbitMQ(t *testing.T) {
 	r := newRig(t, rigOptions{}) // the REST side (session, topic names)
-	proxy := newCutProxy(t, stompAddr())
+	proxy := bridgetest.NewTCPProxy(t, stompAddr())
 	pub := newPublisher(t)
 	h := newFakeHinter()
 	opts := r.options(t, h)
-	opts.STOMPAddr = proxy.addr()
+	opts.STOMPAddr = proxy.Addr()
 	opts.Login, opts.UserID, opts.Password = LoginPassword, "guest", bridge.NewSecret("guest")
 	opts.HeartBeat = 500 * time.Millisecond
 	opts.STOMPHost = "/"
@@ -185,14 +94,14 @@ func TestIntegrationRabbitMQ(t *testing.T) {
 		if round == 3 {
 			break
 		}
-		proxy.setRefusing(true)
-		if proxy.cut() == 0 {
+		proxy.SetRefusing(true)
+		if proxy.Cut() == 0 {
 			t.Fatal("the proxy carried no connection")
 		}
 		waitFor(t, waitLong, "the cut to be noticed", func() bool { return !n.Status().Connected })
 		pub.complete(topic, lost) // nobody subscribed: RabbitMQ drops it
 		time.Sleep(100 * time.Millisecond)
-		proxy.setRefusing(false)
+		proxy.SetRefusing(false)
 		connected(t, n, h, round+1)
 	}
 	for _, id := range []string{"lost-1", "lost-2"} {
@@ -207,9 +116,9 @@ func TestIntegrationRabbitMQ(t *testing.T) {
 	if s := n.Status(); s.Connects != connects || !s.Connected {
 		t.Fatalf("an idle connection was replaced (%d -> %d connects): heart-beats are late; last error %q", connects, s.Connects, s.LastError)
 	}
-	proxy.stalled.Store(true)
+	proxy.SetStalled(true)
 	waitFor(t, waitLong, "the stall to be found by heart-beats", func() bool { return !n.Status().Connected })
-	proxy.stalled.Store(false)
+	proxy.SetStalled(false)
 	connected(t, n, h, 4)
 	pub.complete(topic, "ok-3")
 	h.watch("after-stall", "")
