@@ -13,37 +13,50 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TestRunWithHMCPushOverSTOMP runs `jobbridge run` with an HMC instance whose
-// completions arrive over STOMP (TLS, verified against the simulator's
-// certificate), for a job started by ANOTHER HMC session, so the watch
-// names that session's topic. The safety interval is an hour: the terminal
-// event can only come from the push.
-func TestRunWithHMCPushOverSTOMP(t *testing.T) {
-	ns := natstest.RunServer(t, natstest.Options{})
-	sim, err := hmcsim.Listen("127.0.0.1:0", hmcsim.Options{TLS: true, Users: map[string]string{"jb": "pw-jb", "other": "pw-other"}})
+// hmcPushRig is a TLS HMC simulator with its STOMP broker, and a second
+// session of the user jb: the jobs a test starts in it are watched by that
+// session's topic, as a workflow's jobs are.
+type hmcPushRig struct {
+	sim    *hmcsim.Server
+	broker *hmcsim.Broker
+	other  hmcsim.SessionInfo
+}
+
+func startHMCPush(t *testing.T) hmcPushRig {
+	t.Helper()
+	sim, err := hmcsim.Listen("127.0.0.1:0", hmcsim.Options{TLS: true, Users: map[string]string{"jb": "pw-jb"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sim.Close()
+	t.Cleanup(sim.Close)
 	broker, err := sim.StartBroker(hmcsim.BrokerOptions{TLS: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := sim.OpenSession("jb", "pw-jb") // a workflow of the same HMC user, in its own session
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	ca, err := writeCA(dir, "hmc", sim.Certificate().Raw)
+	other, err := sim.OpenSession("jb", "pw-jb")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("HMC_PW", "pw-jb")
-	cfg := writeFile(t, dir, "c.yaml", fmt.Sprintf(`
+	return hmcPushRig{sim: sim, broker: broker, other: other}
+}
+
+// config writes, in dir, a bridge config for NATS at natsURL whose HMC
+// instance "prod" hears completions over STOMP (TLS, verified against the
+// simulator's certificate) and polls only hourly, so a terminal event can
+// only come from a push. extra is YAML added at the top level.
+func (r hmcPushRig) config(t *testing.T, dir, natsURL, extra string) string {
+	t.Helper()
+	ca, err := writeCA(dir, "hmc", r.sim.Certificate().Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, dir, "c.yaml", fmt.Sprintf(`
 dataDir: %s
 log: {level: warn, format: json}
 nats: {url: %s}
 http: {listen: ""}
+%s
 instances:
   - name: prod
     vendor: hmc
@@ -51,7 +64,19 @@ instances:
     tls: {caFile: %s}
     auth: {username: jb, password: {env: HMC_PW}}
     options: {notifications: stomp, stompPort: %d, safetyInterval: 1h}
-`, dir, ns.ClientURL(), sim.URL, ca, broker.Port()))
+`, dir, natsURL, extra, r.sim.URL, ca, r.broker.Port()))
+}
+
+// TestRunWithHMCPushOverSTOMP runs `jobbridge run` with an HMC instance whose
+// completions arrive over STOMP (TLS, verified against the simulator's
+// certificate), for a job started by ANOTHER HMC session, so the watch
+// names that session's topic. The safety interval is an hour: the terminal
+// event can only come from the push.
+func TestRunWithHMCPushOverSTOMP(t *testing.T) {
+	ns := natstest.RunServer(t, natstest.Options{})
+	rig := startHMCPush(t)
+	sim, other := rig.sim, rig.other
+	cfg := rig.config(t, t.TempDir(), ns.ClientURL(), "")
 	var logs syncBuffer
 	runInProcess(t, cfg, &logs)
 

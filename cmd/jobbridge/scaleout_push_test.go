@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -21,41 +20,11 @@ import (
 // interval is an hour, so a terminal event can only come from a push.
 func TestScaleOutHMCPushSessionOnOneReplica(t *testing.T) {
 	ns := natstest.RunServer(t, natstest.Options{})
-	sim, err := hmcsim.Listen("127.0.0.1:0", hmcsim.Options{TLS: true, Users: map[string]string{"jb": "pw-jb"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	broker, err := sim.StartBroker(hmcsim.BrokerOptions{TLS: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := sim.OpenSession("jb", "pw-jb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("HMC_PW", "pw-jb")
+	rig := startHMCPush(t)
+	sim, broker, other := rig.sim, rig.broker, rig.other
 	var logs []*syncBuffer
 	for _, id := range []string{"push-a", "push-b"} {
-		dir := t.TempDir()
-		ca, err := writeCA(dir, "hmc", sim.Certificate().Raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := writeFile(t, dir, "c.yaml", fmt.Sprintf(`
-dataDir: %s
-log: {level: warn, format: json}
-nats: {url: %s}
-http: {listen: ""}
-cluster: {enabled: true, replicaID: %s, shards: 8, leaseTTL: 2s}
-instances:
-  - name: prod
-    vendor: hmc
-    url: %s
-    tls: {caFile: %s}
-    auth: {username: jb, password: {env: HMC_PW}}
-    options: {notifications: stomp, stompPort: %d, safetyInterval: 1h}
-`, dir, ns.ClientURL(), id, sim.URL, ca, broker.Port()))
+		cfg := rig.config(t, t.TempDir(), ns.ClientURL(), "cluster: {enabled: true, replicaID: "+id+", shards: 8, leaseTTL: 2s}")
 		out := &syncBuffer{}
 		logs = append(logs, out)
 		runInProcess(t, cfg, out)
